@@ -1,0 +1,1 @@
+"""Built-in objectives, one per file. Importing ``prefbench.objective`` loads them all."""

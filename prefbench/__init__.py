@@ -1,0 +1,24 @@
+"""prefbench: compare LLM preference-optimization objectives under identical (Q)LoRA settings."""
+
+from prefbench.objective import (
+    Objective,
+    ObjectiveError,
+    ObjectiveOutput,
+    PairLogProbs,
+    Param,
+    get_objective,
+    list_objectives,
+    register_objective,
+)
+
+__all__ = [
+    "Objective",
+    "ObjectiveError",
+    "ObjectiveOutput",
+    "PairLogProbs",
+    "Param",
+    "get_objective",
+    "list_objectives",
+    "register_objective",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,32 @@
+"""Turning (instruction, response) text into token ids and a response mask, the same way for both spans."""
+
+from __future__ import annotations
+
+import torch
+
+
+def encode(tokenizer, prompt: str, response: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
+    """Chat-formatted instruction followed by the response and end-of-turn token.
+
+    Returns ``(input_ids, response_mask)``. The prompt part is the tokenizer's chat template with
+    the generation prompt, so the response is scored exactly where generation would produce it.
+    """
+    prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+                                               add_generation_prompt=True, return_dict=False)
+    if hasattr(prompt_ids, "keys"):  # some tokenizers return a BatchEncoding
+        prompt_ids = prompt_ids["input_ids"]
+    response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    ids = list(prompt_ids) + list(response_ids)
+    mask = [0] * len(prompt_ids) + [1] * len(response_ids)
+    if max_length is not None and len(ids) > max_length:
+        ids, mask = ids[:max_length], mask[:max_length]
+    return ids, mask
+
+
+def collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of ``(input_ids, response_mask)`` into tensors."""
+    width = max(len(ids) for ids, _ in encoded)
+    rows = [(ids + [pad_id] * (width - len(ids)), [1] * len(ids) + [0] * (width - len(ids)), mask + [0] * (width - len(mask)))
+            for ids, mask in encoded]
+    input_ids, attention_mask, response_mask = (torch.tensor(col) for col in zip(*rows))
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "response_mask": response_mask}

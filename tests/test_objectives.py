@@ -1,0 +1,301 @@
+"""Objective regression tests: hand-derived values, an independent float64 reference, gradients,
+the invariants of DESIGN.md §3, and a contract every registered objective must meet."""
+
+import math
+
+import pytest
+import torch
+
+from prefbench import ObjectiveError, PairLogProbs, get_objective, list_objectives
+
+LN2 = math.log(2.0)
+
+
+def stats(cw, rl, ct=None, rt=None, refw=None, refl=None, crl=None, crt=None, dtype=torch.float64):
+    """PairLogProbs from plain lists (token counts default to 1)."""
+    t = lambda v: None if v is None else torch.tensor(v, dtype=dtype)  # noqa: E731
+    n = len(cw)
+    return PairLogProbs(
+        t(cw), t(rl),
+        torch.tensor(ct or [1] * n), torch.tensor(rt or [1] * n),
+        t(refw), t(refl),
+        t(crl), None if crt is None else torch.tensor(crt),
+    )
+
+
+def softplus(x):
+    """−log σ(x) = log(1 + e^{−x}), computed stably in float64."""
+    return math.log1p(math.exp(-abs(x))) + max(-x, 0.0)
+
+
+# ---------------------------------------------------------------- hand-derived values
+
+
+def test_dpo_hand_derived():
+    """Δ_w = −6 − (−7) = 1, Δ_l = −5 − (−4) = −1, z = 2, β = 0.1:
+    loss = −log σ(0.2) = log(1 + e^{−0.2}) = log(1.8187307531) = 0.5981388693; rewards ±0.1."""
+    out = get_objective("dpo")(stats([-6.0], [-5.0], refw=[-7.0], refl=[-4.0]))
+    assert out.losses.item() == pytest.approx(0.5981388693, abs=1e-9)
+    assert out.chosen_rewards.item() == pytest.approx(0.1)
+    assert out.rejected_rewards.item() == pytest.approx(-0.1)
+
+
+def test_cdpo_hand_derived():
+    """z = 2, β = 0.1, ε = 0.1: 0.9·log(1+e^{−0.2}) + 0.1·log(1+e^{0.2})
+    = 0.9·0.5981388693 + 0.1·0.7981388693 = 0.6181388693 (log(1+e^{x}) = x + log(1+e^{−x}))."""
+    out = get_objective("cdpo")(stats([-6.0], [-5.0], refw=[-7.0], refl=[-4.0]))
+    assert out.losses.item() == pytest.approx(0.6181388693, abs=1e-9)
+    # ε = 0 must be exactly DPO, never silently a different loss
+    plain = get_objective("cdpo")(stats([-6.0], [-5.0], refw=[-7.0], refl=[-4.0]), label_smoothing=0.0)
+    assert plain.losses.item() == pytest.approx(0.5981388693, abs=1e-9)
+
+
+def test_ipo_hand_derived():
+    """τ = 0.1 → target 1/(2τ) = 5. Pair 1: Δ_w = 12 over 4 tokens → 3, Δ_l = −6 over 3 → −2,
+    z̄ = 5 → loss 0. Pair 2: Δ_w = 4 over 4 → 1, Δ_l = −6 over 3 → −2, z̄ = 3 → (3 − 5)² = 4.
+    Summing instead of averaging would give z̄ = 18 and 10 → losses 169 and 25."""
+    s = stats([-8.0, -16.0], [-18.0, -18.0], ct=[4, 4], rt=[3, 3], refw=[-20.0, -20.0], refl=[-12.0, -12.0])
+    out = get_objective("ipo")(s)
+    assert out.losses.tolist() == pytest.approx([0.0, 4.0], abs=1e-12)
+    assert out.chosen_rewards.tolist() == pytest.approx([3.0, 1.0])
+
+
+def test_simpo_hand_derived():
+    """β = 2, γ = 1: chosen −4 over 4 tokens → −1, rejected −6 over 2 → −3;
+    β(−1 − (−3)) − γ = 3 → loss = log(1 + e^{−3}) = 0.0485873516; rewards −2, −6."""
+    out = get_objective("simpo")(stats([-4.0], [-6.0], ct=[4], rt=[2]))
+    assert out.losses.item() == pytest.approx(0.0485873516, abs=1e-9)
+    assert out.chosen_rewards.item() == pytest.approx(-2.0)
+    assert out.rejected_rewards.item() == pytest.approx(-6.0)
+
+
+def test_orpo_hand_derived():
+    """λ = 0.1. Chosen mean log-prob log 0.5 → odds 1 → log-odds 0; rejected log 0.2 → odds 0.25.
+    −log σ(0 − log 0.25) = log(1 + 0.25) = 0.2231435513; NLL = −log 0.5 = 0.6931471806.
+    loss = 0.6931471806 + 0.1·0.2231435513 = 0.7154615357 (sums over 2 tokens, means as above)."""
+    out = get_objective("orpo")(stats([2 * math.log(0.5)], [2 * math.log(0.2)], ct=[2], rt=[2]))
+    assert out.losses.item() == pytest.approx(0.7154615357, abs=1e-9)
+
+
+def test_rpo_hand_derived():
+    """DPO part 0.5981388693 (z = 2, β = 0.1) + α·NLL with NLL = 6/3 = 2 → 2.5981388693."""
+    out = get_objective("rpo")(stats([-6.0], [-5.0], ct=[3], rt=[3], refw=[-7.0], refl=[-4.0]))
+    assert out.losses.item() == pytest.approx(2.5981388693, abs=1e-9)
+
+
+def test_sft_hand_derived():
+    """NLL = −(−6)/3 = 2, whatever the rejected response is."""
+    out = get_objective("sft")(stats([-6.0], [-1.0], ct=[3], rt=[5]))
+    assert out.losses.item() == pytest.approx(2.0)
+
+
+def test_jpo_and_sft_jpo_hand_derived():
+    """Joint-span sums: Δ_w = −26 − (−27) = 1, Δ_l = −25 − (−24) = −1 → JPO = 0.5981388693.
+    SFT+JPO adds NLL of the chosen *response* only: 3/2 = 1.5 → 2.0981388693 (not the joint mean 26/13 = 2)."""
+    s = stats([-26.0], [-25.0], ct=[13], rt=[13], refw=[-27.0], refl=[-24.0], crl=[-3.0], crt=[2])
+    assert get_objective("jpo")(s).losses.item() == pytest.approx(0.5981388693, abs=1e-9)
+    assert get_objective("sft_jpo")(s).losses.item() == pytest.approx(2.0981388693, abs=1e-9)
+
+
+# ---------------------------------------------------------------- independent float64 reference
+
+
+def reference_loss(name, cw, rl, ct, rt, refw, refl, crl, crt, p):
+    """Scalar float64 formulas written from the papers with the math module, one pair at a time."""
+    dw, dl = cw - refw, rl - refl
+    if name == "sft":
+        return -cw / ct
+    if name in ("dpo", "jpo"):
+        return softplus(p["beta"] * (dw - dl))
+    if name == "cdpo":
+        e = p["label_smoothing"]
+        return (1 - e) * softplus(p["beta"] * (dw - dl)) + e * softplus(-p["beta"] * (dw - dl))
+    if name == "ipo":
+        return (dw / ct - dl / rt - 1 / (2 * p["tau"])) ** 2
+    if name == "simpo":
+        return softplus(p["beta"] * (cw / ct - rl / rt) - p["gamma"])
+    if name == "orpo":
+        mw, ml = cw / ct, rl / rt
+        log_odds = lambda m: m - math.log(1 - math.exp(m))  # noqa: E731
+        return -mw + p["lam"] * softplus(log_odds(mw) - log_odds(ml))
+    if name == "rpo":
+        return softplus(p["beta"] * (dw - dl)) - p["alpha"] * cw / ct
+    if name == "sft_jpo":
+        return softplus(p["beta"] * (dw - dl)) - p["alpha"] * crl / crt
+    raise KeyError(name)
+
+
+BUILTINS = ["sft", "dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo"]
+
+
+def random_stats(n, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    ct = torch.randint(1, 60, (n,), generator=g)
+    rt = torch.randint(1, 60, (n,), generator=g)
+    # plausible per-token log-probs in (−3, −0.05), so sums scale with length like real data
+    per_token = lambda: -(0.05 + 2.95 * torch.rand(n, generator=g, dtype=torch.float64))  # noqa: E731
+    cw, rl = per_token() * ct, per_token() * rt
+    refw = cw + torch.randn(n, generator=g, dtype=torch.float64)
+    refl = rl + torch.randn(n, generator=g, dtype=torch.float64)
+    crt = torch.clamp(ct // 2, min=1)
+    crl = per_token() * crt
+    cast = lambda x: x.to(dtype)  # noqa: E731
+    return PairLogProbs(cast(cw), cast(rl), ct, rt, cast(refw), cast(refl), cast(crl), crt)
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+@pytest.mark.parametrize("n", [1, 3, 17, 256])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_matches_float64_reference(name, n, dtype):
+    s = random_stats(n, seed=n, dtype=dtype)
+    obj = get_objective(name)
+    out = obj(s)
+    assert out.losses.dtype != torch.bfloat16  # bf16 inputs are upcast before the loss
+    # the reference sees exactly the values the objective saw (after any bf16 rounding)
+    as_list = lambda t: t.double().tolist()  # noqa: E731
+    cols = [as_list(getattr(s, f)) for f in ("chosen_logps", "rejected_logps", "chosen_tokens", "rejected_tokens",
+                                              "ref_chosen_logps", "ref_rejected_logps", "chosen_response_logps",
+                                              "chosen_response_tokens")]
+    expected = [reference_loss(name, *row, obj.defaults) for row in zip(*cols)]
+    tol = 1e-10 if dtype == torch.float64 else 1e-5
+    assert out.losses.double().tolist() == pytest.approx(expected, rel=tol, abs=tol)
+
+
+# ---------------------------------------------------------------- gradients
+
+
+@pytest.mark.parametrize("name", BUILTINS)
+def test_gradcheck(name):
+    s = random_stats(4, seed=7)
+    obj = get_objective(name)
+
+    def f(cw, rl, refw, refl, crl):
+        return obj(PairLogProbs(cw, rl, s.chosen_tokens, s.rejected_tokens, refw, refl, crl, s.chosen_response_tokens)).losses
+
+    inputs = tuple(t.clone().requires_grad_(True) for t in (s.chosen_logps, s.rejected_logps, s.ref_chosen_logps,
+                                                             s.ref_rejected_logps, s.chosen_response_logps))
+    assert torch.autograd.gradcheck(f, inputs)
+
+
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo"])
+def test_gradient_pushes_chosen_up_and_rejected_down(name):
+    # policy == reference: z̄ = 0 < 1/(2τ), so IPO too wants the margin to grow
+    cw = torch.tensor([-20.0, -35.0], dtype=torch.float64, requires_grad=True)
+    rl = torch.tensor([-22.0, -30.0], dtype=torch.float64, requires_grad=True)
+    s = PairLogProbs(cw, rl, torch.tensor([10, 14]), torch.tensor([11, 12]), cw.detach().clone(), rl.detach().clone(),
+                     cw, torch.tensor([10, 14]))
+    get_objective(name)(s).losses.sum().backward()
+    assert (cw.grad < 0).all(), "gradient descent must raise the chosen log-prob"
+    assert (rl.grad > 0).all(), "gradient descent must lower the rejected log-prob"
+
+
+# ---------------------------------------------------------------- invariants (DESIGN.md §3)
+
+
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "jpo"])
+def test_dpo_family_is_ln2_when_policy_equals_reference(name):
+    s = random_stats(8, seed=1)
+    same = PairLogProbs(s.chosen_logps, s.rejected_logps, s.chosen_tokens, s.rejected_tokens, s.chosen_logps, s.rejected_logps)
+    assert get_objective(name)(same).losses.tolist() == pytest.approx([LN2] * 8, abs=1e-12)
+
+
+def test_dpo_antisymmetry():
+    """softplus(−βz) − softplus(βz) = −βz: swapping chosen and rejected shifts the loss by −βz."""
+    s = random_stats(32, seed=2)
+    swapped = PairLogProbs(s.rejected_logps, s.chosen_logps, s.rejected_tokens, s.chosen_tokens, s.ref_rejected_logps, s.ref_chosen_logps)
+    dpo = get_objective("dpo")
+    z = (s.chosen_logps - s.ref_chosen_logps) - (s.rejected_logps - s.ref_rejected_logps)
+    diff = dpo(s).losses - dpo(swapped).losses
+    assert torch.allclose(diff, -0.1 * z, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "jpo"])
+def test_constant_shift_of_policy_and_reference_changes_nothing(name):
+    s = random_stats(16, seed=3)
+    c = torch.linspace(-40, 40, 16, dtype=torch.float64)
+    shifted = PairLogProbs(s.chosen_logps + c, s.rejected_logps - c, s.chosen_tokens, s.rejected_tokens,
+                           s.ref_chosen_logps + c, s.ref_rejected_logps - c)
+    obj = get_objective(name)
+    assert torch.allclose(obj(s).losses, obj(shifted).losses, atol=1e-10)
+
+
+def test_simpo_ignores_reference():
+    s = random_stats(16, seed=4)
+    no_ref = PairLogProbs(s.chosen_logps, s.rejected_logps, s.chosen_tokens, s.rejected_tokens)
+    simpo = get_objective("simpo")
+    assert torch.equal(simpo(s).losses, simpo(no_ref).losses)
+
+
+def test_ipo_minimised_at_target_margin():
+    tau = 0.25  # target z̄ = 2
+    margins = torch.linspace(-1, 5, 61, dtype=torch.float64, requires_grad=True)
+    zeros = torch.zeros(61, dtype=torch.float64)
+    ones = torch.ones(61, dtype=torch.long)
+    losses = get_objective("ipo")(PairLogProbs(margins, zeros, ones, ones, zeros, zeros), tau=tau).losses
+    assert margins[losses.argmin()].item() == pytest.approx(2.0)
+    assert losses.min().item() == pytest.approx(0.0, abs=1e-20)
+    losses.sum().backward()
+    assert margins.grad[losses.argmin()].item() == pytest.approx(0.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------- contract for every registered objective
+
+
+@pytest.mark.parametrize("obj", list_objectives(), ids=lambda o: o.name)
+def test_contract(obj):
+    s = random_stats(5, seed=5, dtype=torch.float32)
+    leaf = s.chosen_logps.clone().requires_grad_(True)
+    s = PairLogProbs(leaf, *[getattr(s, f) for f in ("rejected_logps", "chosen_tokens", "rejected_tokens",
+                                                      "ref_chosen_logps", "ref_rejected_logps",
+                                                      "chosen_response_logps", "chosen_response_tokens")])
+    out = obj(s)
+    assert out.losses.shape == (5,)
+    assert out.chosen_rewards.shape == out.rejected_rewards.shape == (5,)
+    assert torch.isfinite(out.losses).all()
+    assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    out.losses.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    assert obj.span in ("response", "joint")
+    assert set(obj.defaults) == set(obj.params)
+    assert obj.summary, "docstring must state the formula on its first line"
+    without_ref = PairLogProbs(s.chosen_logps.detach(), s.rejected_logps, s.chosen_tokens, s.rejected_tokens,
+                               chosen_response_logps=s.chosen_response_logps,
+                               chosen_response_tokens=s.chosen_response_tokens)
+    if obj.needs_reference:
+        with pytest.raises(ObjectiveError, match="needs reference"):
+            obj(without_ref)
+    else:
+        assert torch.isfinite(obj(without_ref).losses).all()
+
+
+def test_builtins_are_registered():
+    names = {o.name for o in list_objectives()}
+    assert set(BUILTINS) <= names
+
+
+# ---------------------------------------------------------------- hyperparameter validation
+
+
+@pytest.mark.parametrize("name,param,value,message", [
+    ("dpo", "beta", 0.0, "objective 'dpo': parameter 'beta' must be > 0, got 0.0"),
+    ("dpo", "beta", -1, "objective 'dpo': parameter 'beta' must be > 0, got -1"),
+    ("cdpo", "label_smoothing", 0.5, "objective 'cdpo': parameter 'label_smoothing' must be >= 0 and < 0.5, got 0.5"),
+    ("cdpo", "label_smoothing", -0.1, "objective 'cdpo': parameter 'label_smoothing' must be >= 0 and < 0.5, got -0.1"),
+    ("ipo", "tau", float("nan"), "objective 'ipo': parameter 'tau' must be a finite number, got nan"),
+    ("simpo", "gamma", "1", "objective 'simpo': parameter 'gamma' must be a finite number, got '1'"),
+])
+def test_invalid_hyperparameters_name_objective_and_parameter(name, param, value, message):
+    with pytest.raises(ObjectiveError) as err:
+        get_objective(name).resolve_params(**{param: value})
+    assert str(err.value) == message
+
+
+def test_unknown_parameter_suggests_closest():
+    with pytest.raises(ObjectiveError, match=r"no parameter 'bta' \(did you mean 'beta'\?\)"):
+        get_objective("dpo").resolve_params(bta=0.2)
+
+
+def test_sft_jpo_requires_response_statistics():
+    s = stats([-26.0], [-25.0], ct=[13], rt=[13], refw=[-27.0], refl=[-24.0])
+    with pytest.raises(ObjectiveError, match="chosen_response_logps"):
+        get_objective("sft_jpo")(s)
