@@ -5,13 +5,14 @@ from __future__ import annotations
 import torch
 
 
-def encode(tokenizer, prompt: str, response: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
-    """Chat-formatted instruction followed by the response and end-of-turn token.
+def encode(tokenizer, prompt: str | list[dict], response: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
+    """Chat-formatted instruction (text, or chat messages) followed by the response and end-of-turn token.
 
     Returns ``(input_ids, response_mask)``. The prompt part is the tokenizer's chat template with
     the generation prompt, so the response is scored exactly where generation would produce it.
     """
-    prompt_ids = tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=True,
+    messages = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    prompt_ids = tokenizer.apply_chat_template(messages, tokenize=True,
                                                add_generation_prompt=True, return_dict=False)
     if hasattr(prompt_ids, "keys"):  # some tokenizers return a BatchEncoding
         prompt_ids = prompt_ids["input_ids"]
