@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from prefbench.config import ConfigError
+from prefbench.data import DataError
 from prefbench.objective import ObjectiveError, list_objectives, parse_objective_list
+from prefbench.train import TrainingError
 
 
 def _objectives_table() -> str:
@@ -36,6 +39,47 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    """One --flag per scalar TrainConfig field (default None = keep the YAML/default value)."""
+    import dataclasses
+
+    from prefbench.config import TrainConfig
+
+    p.add_argument("--config", help="YAML file of settings (unknown keys are errors)")
+    for f in dataclasses.fields(TrainConfig):
+        if f.name == "objective_params":
+            continue
+        kind = type(f.default)
+        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="objective hyperparameter, e.g. --param beta=0.2 (repeatable)")
+
+
+def _config_from_args(args: argparse.Namespace):
+    import dataclasses
+
+    from prefbench.config import TrainConfig, parse_param
+
+    values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
+    for f in dataclasses.fields(TrainConfig):
+        if getattr(args, f.name, None) is not None:
+            values[f.name] = getattr(args, f.name)
+    if args.param:
+        values["objective_params"] = {**values.get("objective_params", {}), **dict(map(parse_param, args.param))}
+    return TrainConfig.from_dict(values)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from prefbench.train import train
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out = train(_config_from_args(args))
+    print(f"adapter: {out / 'adapter'}\nmetrics: {out / 'metrics.jsonl'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -49,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("train", help="train one objective with (Q)LoRA on a preference file or dataset")
+    _add_config_flags(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 
@@ -56,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ObjectiveError as exc:
+    except (ObjectiveError, ConfigError, DataError, TrainingError) as exc:
         print(f"prefbench: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,267 @@
+"""The training engine: one objective, (Q)LoRA, cached reference log-probs, resumable.
+
+Everything except the objective (adapter initialisation, data order, batch composition,
+optimizer, schedule, step count) is a function of the config and its seed, so runs of different
+objectives on the same config differ only in the loss. Writes into ``output_dir``:
+
+    config.yaml         the resolved config
+    metrics.jsonl       one line per optimizer step
+    checkpoint/         adapter + optimizer/scheduler/RNG state of the last saved step
+    adapter/            the final adapter in standard PEFT format, plus fingerprint.json: log-probs
+                        of the first pairs (chosen then rejected) under the trained policy
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from prefbench.artifacts import atomic_write_text
+from prefbench.config import ConfigError, TrainConfig
+from prefbench.data import PreferenceRecord, load_preferences
+from prefbench.formatting import collate, encode
+from prefbench.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
+from prefbench.models import add_lora, cache_root, load_base_model, load_tokenizer, resolve_model_path
+from prefbench.objective import get_objective
+
+log = logging.getLogger("prefbench")
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids and response masks of every pair's chosen and rejected side."""
+
+    chosen: list[tuple[list[int], list[int]]]
+    rejected: list[tuple[list[int], list[int]]]
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+        """Chosen sequences first, then rejected, in one padded batch (one forward pass for both)."""
+        return collate([self.chosen[i] for i in indices] + [self.rejected[i] for i in indices], pad_id)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for side in (self.chosen, self.rejected):
+            for ids, mask in side:
+                h.update(json.dumps([ids, mask]).encode())
+        return h.hexdigest()
+
+
+def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) -> EncodedPairs:
+    chosen, rejected, truncated = [], [], 0
+    for rec in records:
+        for prompt, response, out in ((rec.prompt_chosen, rec.response_chosen, chosen),
+                                      (rec.prompt_rejected, rec.response_rejected, rejected)):
+            ids, mask = encode(tokenizer, prompt, response)
+            if len(ids) > max_length:
+                truncated += 1
+                ids, mask = ids[:max_length], mask[:max_length]
+            if not any(mask):
+                raise TrainingError(f"a prompt is longer than max_length={max_length} tokens, leaving no response "
+                                    f"tokens; raise max_length or shorten the prompt ({str(prompt)[:60]!r}...)")
+            out.append((ids, mask))
+    if truncated:
+        log.warning("truncated %d of %d sequences to max_length=%d tokens", truncated, 2 * len(records), max_length)
+    return EncodedPairs(chosen, rejected, truncated)
+
+
+def _stack(parts: list[SequenceLogProbs]) -> SequenceLogProbs:
+    return SequenceLogProbs(*(torch.cat([getattr(p, f) for p in parts]) for f in
+                              ("response_logps", "response_tokens", "joint_logps", "joint_tokens")))
+
+
+def _take(stats: SequenceLogProbs, index) -> SequenceLogProbs:
+    return SequenceLogProbs(stats.response_logps[index], stats.response_tokens[index],
+                            stats.joint_logps[index], stats.joint_tokens[index])
+
+
+def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch_size: int = 8
+                       ) -> tuple[SequenceLogProbs, SequenceLogProbs]:
+    """Log-probs of every sequence under the base model (adapter disabled, dropout off), both spans,
+    cached on disk under a hash of (model, quantization, tokenizer output for this data)."""
+    digest = hashlib.sha256(json.dumps({**key, "data": pairs.digest()}, sort_keys=True).encode()).hexdigest()[:24]
+    path = cache_root() / "reference" / f"{digest}.pt"
+    if path.exists():
+        saved = torch.load(path)
+        log.info("reference log-probs: reused cache %s", path)
+        return SequenceLogProbs(**saved["chosen"]), SequenceLogProbs(**saved["rejected"])
+    was_training = model.training
+    model.eval()
+    parts = []
+    n = len(pairs)
+    with torch.no_grad(), model.disable_adapter():
+        for start in tqdm(range(0, n, batch_size), desc="reference log-probs", unit="batch"):
+            idx = list(range(start, min(start + batch_size, n)))
+            stats = model_sequence_logprobs(model, **pairs.batch(idx, pad_id))
+            parts.append((_take(stats, slice(0, len(idx))), _take(stats, slice(len(idx), 2 * len(idx)))))
+    model.train(was_training)
+    chosen, rejected = _stack([c for c, _ in parts]), _stack([r for _, r in parts])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"chosen": vars(chosen), "rejected": vars(rejected), "key": key}, tmp)
+    tmp.replace(path)
+    return chosen, rejected
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to 0 at ``max_steps``."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def batch_order(n_pairs: int, cfg: TrainConfig) -> list[list[int]]:
+    """Pair indices for every step: seeded reshuffles, epoch after epoch; same for every objective."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    order: list[int] = []
+    while len(order) < cfg.max_steps * cfg.batch_size:
+        order += torch.randperm(n_pairs, generator=g).tolist()
+    return [order[s * cfg.batch_size:(s + 1) * cfg.batch_size] for s in range(cfg.max_steps)]
+
+
+def _save_checkpoint(model, optimizer, scheduler, step: int, out: Path) -> None:
+    tmp = out / ".checkpoint.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    torch.save({"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state()}, tmp / "trainer_state.pt")
+    final = out / "checkpoint"
+    old = out / ".checkpoint.old"
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_same_run(cfg: TrainConfig, out: Path) -> None:
+    saved = out / "config.yaml"
+    if saved.exists():
+        previous = TrainConfig.from_yaml(saved).identity()
+        if previous != cfg.identity():
+            changed = sorted(k for k in previous if previous[k] != cfg.identity()[k])
+            raise ConfigError(f"{out} holds a run with a different config (changed: {', '.join(changed)}); "
+                              "use another output_dir or delete it")
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train one objective; returns the output folder. Resumes from ``output_dir/checkpoint``."""
+    objective = get_objective(cfg.objective)
+    objective.resolve_params(**cfg.objective_params)  # fail on bad hyperparameters before loading anything
+    if not cfg.data:
+        raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
+    out = Path(cfg.output_dir)
+    _check_same_run(cfg, out)
+    if (out / "adapter" / "adapter_config.json").exists():
+        log.info("%s is already trained (%s/adapter)", cfg.objective, out)
+        return out
+    torch.manual_seed(cfg.seed)
+    records = load_preferences(cfg.data, cfg.split)
+    tokenizer = load_tokenizer(cfg.model)
+    pairs = encode_pairs(records, tokenizer, cfg.max_length)
+    log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
+             sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
+
+    model = add_lora(load_base_model(cfg.model, cfg.quantization), cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    ref_key = {"model": resolve_model_path(cfg.model), "quantization": cfg.quantization, "max_length": cfg.max_length,
+               "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
+    ref_chosen, ref_rejected = reference_logprobs(model, pairs, tokenizer.pad_token_id, ref_key)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+    start_step = 0
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save_yaml(out / "config.yaml")
+    metrics_path = out / "metrics.jsonl"
+    if (out / "checkpoint" / "trainer_state.pt").exists():
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = torch.load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
+        set_peft_model_state_dict(model, load_file(out / "checkpoint" / "adapter_model.safetensors"))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start_step = state["step"]
+        log.info("resuming %s from step %d", cfg.objective, start_step)
+    # metrics past the checkpoint belong to steps that will be redone
+    kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
+    atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+
+    steps = batch_order(len(pairs), cfg)
+    model.train()
+    bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
+               initial=start_step, total=cfg.max_steps)
+    with metrics_path.open("a") as metrics_file:
+        for step in bar:
+            t0 = time.perf_counter()
+            optimizer.zero_grad(set_to_none=True)
+            record = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0, "chosen_logps": 0.0, "rejected_logps": 0.0}
+            tokens = 0
+            for m in range(cfg.grad_accum):
+                idx = steps[step][m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
+                batch = pairs.batch(idx, tokenizer.pad_token_id)
+                tokens += int(batch["attention_mask"].sum())
+                stats = model_sequence_logprobs(model, **batch)
+                k = len(idx)
+                chosen, rejected = _take(stats, slice(0, k)), _take(stats, slice(k, 2 * k))
+                ix = torch.tensor(idx)
+                out_ = objective(pair_logprobs(objective.span, chosen, rejected, _take(ref_chosen, ix), _take(ref_rejected, ix)),
+                                 **cfg.objective_params)
+                loss = out_.losses.mean()
+                if not torch.isfinite(loss):
+                    raise TrainingError(f"{cfg.objective}: loss is {loss.item()} at step {step + 1} "
+                                        f"(micro-batch {m + 1}, pairs {idx}); lower lr or check the data")
+                (loss / cfg.grad_accum).backward()
+                margin = out_.chosen_rewards - out_.rejected_rewards
+                span_c, span_r = chosen.span(objective.span)[0], rejected.span(objective.span)[0]
+                for key, value in (("loss", loss.item()), ("accuracy", (margin > 0).float().mean().item()),
+                                   ("margin", margin.mean().item()), ("chosen_logps", span_c.mean().item()),
+                                   ("rejected_logps", span_r.mean().item())):
+                    record[key] += value / cfg.grad_accum
+            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm).item()
+            if not math.isfinite(grad_norm):
+                raise TrainingError(f"{cfg.objective}: gradient norm is {grad_norm} at step {step + 1}; lower lr")
+            lr = scheduler.get_last_lr()[0]
+            optimizer.step()
+            scheduler.step()
+            seconds = time.perf_counter() - t0
+            record = {"step": step + 1, **record, "grad_norm": grad_norm, "lr": lr, "tokens": tokens,
+                      "tokens_per_s": tokens / seconds}
+            metrics_file.write(json.dumps(record) + "\n")
+            metrics_file.flush()
+            bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
+            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+                _save_checkpoint(model, optimizer, scheduler, step + 1, out)
+    tmp = out / ".adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    # a fingerprint to check that the saved adapter reproduces the trained policy when reloaded
+    model.eval()
+    with torch.no_grad():
+        fingerprint = model_sequence_logprobs(model, **pairs.batch(list(range(min(4, len(pairs)))), tokenizer.pad_token_id))
+    atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": list(range(min(4, len(pairs)))),
+                                                            "response_logps": fingerprint.response_logps.tolist(),
+                                                            "joint_logps": fingerprint.joint_logps.tolist()}))
+    tmp.rename(out / "adapter")
+    shutil.rmtree(out / "checkpoint", ignore_errors=True)
+    return out

@@ -1,0 +1,167 @@
+"""Training engine on a tiny random model saved to disk: identical runs, resume, reference cache, errors."""
+
+import json
+
+import pytest
+import torch
+
+from prefbench.config import ConfigError, TrainConfig
+from prefbench.data import PreferenceRecord, write_preferences
+from prefbench.train import TrainingError, batch_order, lr_lambda, train
+
+TIMING = ("tokens_per_s",)
+
+
+@pytest.fixture()
+def prefs(tmp_path):
+    records = []
+    for i in range(6):
+        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
+        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
+    path = tmp_path / "pairs.jsonl"
+    write_preferences(records, path)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFBENCH_CACHE", str(tmp_path / "cache"))
+
+
+def cfg(model_dir, data, out, **kw):
+    base = dict(model=str(model_dir), data=str(data), quantization="none", batch_size=4, max_steps=6,
+                lr=5e-3, warmup_steps=1, save_every=3, output_dir=str(out), objective="dpo")
+    return TrainConfig(**{**base, **kw})
+
+
+def metrics(out):
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
+
+
+@pytest.mark.parametrize("objective", ["dpo", "ipo", "simpo", "jpo", "sft_jpo"])
+def test_each_objective_trains_and_saves_a_loadable_adapter(tiny_model_dir, prefs, tmp_path, objective):
+    out = train(cfg(tiny_model_dir, prefs, tmp_path / objective, objective=objective, max_steps=8))
+    rows = metrics(out)
+    assert [r["step"] for r in rows] == list(range(1, 9))
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert rows[-1]["accuracy"] > 0.5
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out / "adapter").eval()
+    assert any("lora_B" in k and v.abs().sum() > 0 for k, v in reloaded.state_dict().items())
+    assert_reload_reproduces_policy(reloaded, out, prefs)
+
+
+def assert_reload_reproduces_policy(reloaded, out, prefs):
+    """The reloaded adapter gives the log-probs the trained policy gave (fingerprint.json)."""
+    from prefbench.data import load_preferences
+    from prefbench.logprobs import model_sequence_logprobs
+    from prefbench.models import load_tokenizer
+    from prefbench.train import encode_pairs
+
+    fp = json.loads((out / "adapter" / "fingerprint.json").read_text())
+    tokenizer = load_tokenizer(str(reloaded.base_model.model.name_or_path))
+    pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
+    with torch.no_grad():
+        got = model_sequence_logprobs(reloaded, **pairs.batch(fp["pairs"], tokenizer.pad_token_id))
+    assert got.joint_logps.tolist() == pytest.approx(fp["joint_logps"], abs=1e-3)
+    assert got.response_logps.tolist() == pytest.approx(fp["response_logps"], abs=1e-3)
+
+
+def test_same_config_twice_gives_identical_metrics(tiny_model_dir, prefs, tmp_path):
+    a = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "a")))
+    b = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "b")))
+    assert a == b
+
+
+def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch):
+    full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full")))
+    import prefbench.train as engine
+
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def dying_step(self, *a, **k):  # simulate a kill during step 5 (checkpoint saved after step 3)
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        engine.train(cfg(tiny_model_dir, prefs, tmp_path / "killed"))
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert (tmp_path / "killed" / "checkpoint" / "trainer_state.pt").exists()
+    assert len(metrics(tmp_path / "killed")) == 4
+    resumed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "killed")))
+    assert resumed == full
+
+
+def test_reference_logprobs_are_cached_across_objectives(tiny_model_dir, prefs, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="prefbench")
+    train(cfg(tiny_model_dir, prefs, tmp_path / "dpo", max_steps=1))
+    assert "reused cache" not in caplog.text
+    train(cfg(tiny_model_dir, prefs, tmp_path / "jpo", objective="jpo", max_steps=1))
+    assert "reference log-probs: reused cache" in caplog.text
+
+
+def test_run_directory_from_a_different_config_is_refused(tiny_model_dir, prefs, tmp_path):
+    train(cfg(tiny_model_dir, prefs, tmp_path / "run", max_steps=1))
+    with pytest.raises(ConfigError, match="different config \\(changed: lr\\)"):
+        train(cfg(tiny_model_dir, prefs, tmp_path / "run", max_steps=1, lr=1e-3))
+
+
+def test_nan_loss_stops_with_a_clear_error(tiny_model_dir, prefs, tmp_path, monkeypatch):
+    import prefbench.train as engine
+
+    real = engine.model_sequence_logprobs
+
+    def poisoned(*a, **k):
+        s = real(*a, **k)
+        return type(s)(s.response_logps * float("nan"), s.response_tokens, s.joint_logps * float("nan"), s.joint_tokens)
+
+    monkeypatch.setattr(engine, "reference_logprobs", lambda model, pairs, pad, key: (None, None))
+    monkeypatch.setattr(engine, "_take", lambda s, i: s)
+    monkeypatch.setattr(engine, "model_sequence_logprobs", poisoned)
+    with pytest.raises(TrainingError, match="loss is nan at step 1"):
+        train(cfg(tiny_model_dir, prefs, tmp_path / "nan", objective="simpo"))
+
+
+def test_truncation_is_counted_and_logged(tiny_model_dir, prefs, tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.WARNING, logger="prefbench")
+    train(cfg(tiny_model_dir, prefs, tmp_path / "short", max_steps=1, max_length=30))
+    assert "truncated" in caplog.text and "max_length=30" in caplog.text
+
+
+def test_schedule_and_batch_order():
+    c = TrainConfig(data="x", max_steps=10, warmup_steps=2, batch_size=3)
+    f = lr_lambda(c)
+    assert [round(f(s), 6) for s in (0, 1, 2, 6, 10)] == [0.5, 1.0, 1.0, 0.5, 0.0]
+    order = batch_order(4, c)
+    assert len(order) == 10 and all(len(b) == 3 for b in order)
+    flat = sum(order, [])
+    assert sorted(flat[:4]) == [0, 1, 2, 3]  # each epoch is a permutation
+    assert order == batch_order(4, c)
+
+
+@pytest.mark.parametrize("values,message", [
+    ({"lrr": 1e-4}, "unknown key 'lrr' \\(did you mean 'lr'\\?\\)"),
+    ({"batch_size": 6, "grad_accum": 4}, "divisible"),
+    ({"quantization": "8bit"}, "quantization must be"),
+])
+def test_config_errors(values, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig.from_dict({"data": "x", **values})
+
+
+def test_bad_objective_parameter_fails_before_loading(tmp_path):
+    from prefbench.objective import ObjectiveError
+
+    with pytest.raises(ObjectiveError, match="parameter 'beta' must be > 0"):
+        train(TrainConfig(data="x", objective="dpo", objective_params={"beta": -1.0}, output_dir=str(tmp_path)))
