@@ -51,9 +51,10 @@ class EncodedPairs:
     def __len__(self) -> int:
         return len(self.chosen)
 
-    def batch(self, indices: list[int], pad_id: int) -> dict[str, torch.Tensor]:
+    def batch(self, indices: list[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Chosen sequences first, then rejected, in one padded batch (one forward pass for both)."""
-        return collate([self.chosen[i] for i in indices] + [self.rejected[i] for i in indices], pad_id)
+        tensors = collate([self.chosen[i] for i in indices] + [self.rejected[i] for i in indices], pad_id)
+        return {k: v.to(device) for k, v in tensors.items()}
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -91,6 +92,10 @@ def _take(stats: SequenceLogProbs, index) -> SequenceLogProbs:
                             stats.joint_logps[index], stats.joint_tokens[index])
 
 
+def _to(stats: SequenceLogProbs, device) -> SequenceLogProbs:
+    return SequenceLogProbs(*(t.to(device) for t in vars(stats).values()))
+
+
 def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch_size: int = 8
                        ) -> tuple[SequenceLogProbs, SequenceLogProbs]:
     """Log-probs of every sequence under the base model (adapter disabled, dropout off), both spans,
@@ -108,7 +113,7 @@ def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch
     with torch.no_grad(), model.disable_adapter():
         for start in tqdm(range(0, n, batch_size), desc="reference log-probs", unit="batch"):
             idx = list(range(start, min(start + batch_size, n)))
-            stats = model_sequence_logprobs(model, **pairs.batch(idx, pad_id))
+            stats = _to(model_sequence_logprobs(model, **pairs.batch(idx, pad_id, model.device)), "cpu")
             parts.append((_take(stats, slice(0, len(idx))), _take(stats, slice(len(idx), 2 * len(idx)))))
     model.train(was_training)
     chosen, rejected = _stack([c for c, _ in parts]), _stack([r for _, r in parts])
@@ -219,13 +224,14 @@ def train(cfg: TrainConfig) -> Path:
             tokens = 0
             for m in range(cfg.grad_accum):
                 idx = steps[step][m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
-                batch = pairs.batch(idx, tokenizer.pad_token_id)
+                batch = pairs.batch(idx, tokenizer.pad_token_id, model.device)
                 tokens += int(batch["attention_mask"].sum())
                 stats = model_sequence_logprobs(model, **batch)
                 k = len(idx)
                 chosen, rejected = _take(stats, slice(0, k)), _take(stats, slice(k, 2 * k))
                 ix = torch.tensor(idx)
-                out_ = objective(pair_logprobs(objective.span, chosen, rejected, _take(ref_chosen, ix), _take(ref_rejected, ix)),
+                ref_c, ref_r = (_to(_take(r, ix), model.device) for r in (ref_chosen, ref_rejected))
+                out_ = objective(pair_logprobs(objective.span, chosen, rejected, ref_c, ref_r),
                                  **cfg.objective_params)
                 loss = out_.losses.mean()
                 if not torch.isfinite(loss):
@@ -258,7 +264,8 @@ def train(cfg: TrainConfig) -> Path:
     # a fingerprint to check that the saved adapter reproduces the trained policy when reloaded
     model.eval()
     with torch.no_grad():
-        fingerprint = model_sequence_logprobs(model, **pairs.batch(list(range(min(4, len(pairs)))), tokenizer.pad_token_id))
+        fingerprint = model_sequence_logprobs(model, **pairs.batch(list(range(min(4, len(pairs)))), tokenizer.pad_token_id,
+                                                                   model.device))
     atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": list(range(min(4, len(pairs)))),
                                                             "response_logps": fingerprint.response_logps.tolist(),
                                                             "joint_logps": fingerprint.joint_logps.tolist()}))

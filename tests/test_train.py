@@ -126,6 +126,7 @@ def test_nan_loss_stops_with_a_clear_error(tiny_model_dir, prefs, tmp_path, monk
 
     monkeypatch.setattr(engine, "reference_logprobs", lambda model, pairs, pad, key: (None, None))
     monkeypatch.setattr(engine, "_take", lambda s, i: s)
+    monkeypatch.setattr(engine, "_to", lambda s, device: s)
     monkeypatch.setattr(engine, "model_sequence_logprobs", poisoned)
     with pytest.raises(TrainingError, match="loss is nan at step 1"):
         train(cfg(tiny_model_dir, prefs, tmp_path / "nan", objective="simpo"))
