@@ -23,7 +23,7 @@ VARIANTS = [("4bit", "cached"), ("4bit", "per-step"), ("none", "cached"), ("none
 def run_variant(quantization: str, reference: str, pairs: int, tokens: int, steps: int) -> dict:
     import torch
 
-    from prefbench.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
+    from prefbench.logprobs import model_sequence_logprobs, pair_logprobs
     from prefbench.models import EMBEDDED, add_lora, load_base_model
     from prefbench.objective import get_objective
 
@@ -41,9 +41,6 @@ def run_variant(quantization: str, reference: str, pairs: int, tokens: int, step
 
     cached = ref_stats()
 
-    def split(s: SequenceLogProbs, half: int):
-        return [SequenceLogProbs(*(t[sl] for t in vars(s).values())) for sl in (slice(0, half), slice(half, None))]
-
     def step():
         if reference == "forward-only":
             with torch.inference_mode():
@@ -51,7 +48,7 @@ def run_variant(quantization: str, reference: str, pairs: int, tokens: int, step
             return
         ref = ref_stats() if reference == "per-step" else cached
         pol = model_sequence_logprobs(model, ids, attn, resp)
-        loss = dpo(pair_logprobs("response", *split(pol, pairs), *split(ref, pairs))).losses.mean()
+        loss = dpo(pair_logprobs("response", *pol.split_pairs(), *ref.split_pairs())).losses.mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

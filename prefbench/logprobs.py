@@ -12,7 +12,8 @@ Padding may sit on either side: masks and explicit position ids make the result 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Callable
 
 import torch
 from torch import Tensor
@@ -31,6 +32,24 @@ class SequenceLogProbs:
 
     def span(self, span: Span) -> tuple[Tensor, Tensor]:
         return (self.response_logps, self.response_tokens) if span == "response" else (self.joint_logps, self.joint_tokens)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "SequenceLogProbs":
+        return SequenceLogProbs(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    def select(self, index) -> "SequenceLogProbs":
+        return self.map(lambda t: t[index])
+
+    def to(self, device) -> "SequenceLogProbs":
+        return self.map(lambda t: t.to(device))
+
+    def split_pairs(self) -> tuple["SequenceLogProbs", "SequenceLogProbs"]:
+        """A batch laid out as all chosen sequences, then all rejected ones -> (chosen, rejected)."""
+        half = self.response_logps.shape[0] // 2
+        return self.select(slice(0, half)), self.select(slice(half, None))
+
+    @staticmethod
+    def cat(parts: list["SequenceLogProbs"]) -> "SequenceLogProbs":
+        return SequenceLogProbs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(SequenceLogProbs)))
 
 
 def token_logprobs(logits: Tensor, targets: Tensor, chunk_size: int = 256) -> Tensor:

@@ -133,7 +133,8 @@ class Objective:
     @property
     def summary(self) -> str:
         """First line of the loss function's docstring."""
-        return (self.fn.__doc__ or "").strip().splitlines()[0] if self.fn.__doc__ else ""
+        lines = (self.fn.__doc__ or "").strip().splitlines()
+        return lines[0] if lines else ""
 
     def resolve_params(self, **overrides: object) -> dict[str, float]:
         """Defaults merged with overrides, validated; unknown names are errors with a suggestion."""

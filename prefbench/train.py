@@ -82,20 +82,6 @@ def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) ->
     return EncodedPairs(chosen, rejected, truncated)
 
 
-def _stack(parts: list[SequenceLogProbs]) -> SequenceLogProbs:
-    return SequenceLogProbs(*(torch.cat([getattr(p, f) for p in parts]) for f in
-                              ("response_logps", "response_tokens", "joint_logps", "joint_tokens")))
-
-
-def _take(stats: SequenceLogProbs, index) -> SequenceLogProbs:
-    return SequenceLogProbs(stats.response_logps[index], stats.response_tokens[index],
-                            stats.joint_logps[index], stats.joint_tokens[index])
-
-
-def _to(stats: SequenceLogProbs, device) -> SequenceLogProbs:
-    return SequenceLogProbs(*(t.to(device) for t in vars(stats).values()))
-
-
 def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch_size: int = 8
                        ) -> tuple[SequenceLogProbs, SequenceLogProbs]:
     """Log-probs of every sequence under the base model (adapter disabled, dropout off), both spans,
@@ -113,10 +99,10 @@ def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch
     with torch.no_grad(), model.disable_adapter():
         for start in tqdm(range(0, n, batch_size), desc="reference log-probs", unit="batch"):
             idx = list(range(start, min(start + batch_size, n)))
-            stats = _to(model_sequence_logprobs(model, **pairs.batch(idx, pad_id, model.device)), "cpu")
-            parts.append((_take(stats, slice(0, len(idx))), _take(stats, slice(len(idx), 2 * len(idx)))))
+            stats = model_sequence_logprobs(model, **pairs.batch(idx, pad_id, model.device)).to("cpu")
+            parts.append(stats.split_pairs())
     model.train(was_training)
-    chosen, rejected = _stack([c for c, _ in parts]), _stack([r for _, r in parts])
+    chosen, rejected = SequenceLogProbs.cat([c for c, _ in parts]), SequenceLogProbs.cat([r for _, r in parts])
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save({"chosen": vars(chosen), "rejected": vars(rejected), "key": key}, tmp)
@@ -226,11 +212,9 @@ def train(cfg: TrainConfig) -> Path:
                 idx = steps[step][m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
                 batch = pairs.batch(idx, tokenizer.pad_token_id, model.device)
                 tokens += int(batch["attention_mask"].sum())
-                stats = model_sequence_logprobs(model, **batch)
-                k = len(idx)
-                chosen, rejected = _take(stats, slice(0, k)), _take(stats, slice(k, 2 * k))
+                chosen, rejected = model_sequence_logprobs(model, **batch).split_pairs()
                 ix = torch.tensor(idx)
-                ref_c, ref_r = (_to(_take(r, ix), model.device) for r in (ref_chosen, ref_rejected))
+                ref_c, ref_r = (r.select(ix).to(model.device) for r in (ref_chosen, ref_rejected))
                 out_ = objective(pair_logprobs(objective.span, chosen, rejected, ref_c, ref_r),
                                  **cfg.objective_params)
                 loss = out_.losses.mean()
