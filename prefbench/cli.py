@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from prefbench.config import ConfigError
 from prefbench.data import DataError
@@ -80,6 +81,106 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _objective_param(text: str) -> tuple[str, str, float]:
+    """``dpo.beta=0.2`` -> ("dpo", "beta", 0.2)."""
+    from prefbench.config import parse_param
+
+    name, value = parse_param(text)
+    objective, dot, param = name.partition(".")
+    if not dot or not objective or not param:
+        raise ConfigError(f"--param for prefbench run must look like objective.name=number (e.g. dpo.beta=0.2), got {text!r}")
+    return objective, param, value
+
+
+def _logging() -> None:
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from prefbench.run import RunConfig, run, summary_table
+
+    _logging()
+    params: dict[str, dict[str, float]] = {}
+    for text in args.param:
+        objective, name, value = _objective_param(text)
+        params.setdefault(objective, {})[name] = value
+    cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
+                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model,
+                    quantization=args.quantization, judge=args.judge, params=params, output_dir=args.output_dir or "")
+    results = run(cfg)
+    print("\n" + summary_table(results))
+    print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from prefbench.benchmark_spec import benchmarks_table
+
+    print(benchmarks_table())
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from prefbench.benchmark_spec import load_benchmark
+    from prefbench.onpolicy import build_data
+
+    _logging()
+    spec = load_benchmark(args.benchmark, args.preset)
+    out = Path(args.output or f"runs/data/{spec.name}-{args.preset}-seed{args.seed}")
+    s = build_data(spec, args.model, args.quantization, args.seed, out)
+    print(f"{s['conditional_pairs']} conditional + {s['joint_pairs']} joint pairs from {s['samples']} samples of "
+          f"{s['train_prompts']} prompts (reference mean score {s['mean_score']:.3f}, "
+          f"success rate {s['success_rate']:.1%})\npairs: {out / 'train.jsonl'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Re-judge an existing run (e.g. with another judge) and recompute its statistics."""
+    import yaml
+
+    from prefbench.evaluate import evaluate
+    from prefbench.generate_stage import systems_for
+    from prefbench.judges import make_judge
+    from prefbench.run import summary_table
+    from prefbench.tasks import TaskPrompt, get_task
+    from prefbench.artifacts import read_jsonl
+
+    _logging()
+    run_dir = Path(args.run_dir)
+    config_path = run_dir / "config.yaml"
+    if not config_path.exists():
+        raise ConfigError(f"{config_path}: not found; is {run_dir} a prefbench run directory?")
+    config = yaml.safe_load(config_path.read_text())
+    task = get_task(config["benchmark"]["task"])
+    judge = make_judge(args.judge or config["judge"], task=task)
+    prompts = [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
+    meta = {"benchmark": config["benchmark"]["name"], "preset": config["preset"], "model": config["model"],
+            "params": config["objective_params"],
+            "judge": {"name": judge.name, "kind": "pointwise" if hasattr(judge, "score_many") else "pairwise",
+                      "diagnostics": None}}
+    results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta)
+    print(summary_table(results))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from prefbench.report import render_report
+
+    md, html = render_report(Path(args.run_dir))
+    print(f"{md}\n{html}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from prefbench.report import compare_runs
+
+    md, html = compare_runs([Path(d) for d in args.run_dirs], Path(args.output))
+    print(f"{md}\n{html}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="prefbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -97,6 +198,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one objective with (Q)LoRA on a preference file or dataset")
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
+
+    from prefbench.models import EMBEDDED
+    from prefbench.run import DEFAULT_OBJECTIVES
+
+    p = sub.add_parser("run", help="the whole comparison: data, training, generation, judging, statistics, report")
+    p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), help="comma-separated objective names")
+    p.add_argument("--benchmark", default="ifeval-lite", help="a shipped benchmark (prefbench benchmarks) or a spec YAML")
+    p.add_argument("--preset", default="quick", help="smoke | quick | full")
+    p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument("--model", default=EMBEDDED, help="hub id, local folder, or the embedded SmolLM2 (default)")
+    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
+    p.add_argument("--judge", default="gold", help="gold | reward-model:PATH | local:PATH | openai:MODEL@BASE_URL")
+    p.add_argument("--param", action="append", default=[], metavar="OBJECTIVE.NAME=VALUE",
+                   help="override a preset hyperparameter, e.g. --param dpo.beta=0.2 (repeatable)")
+    p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("benchmarks", help="list the shipped benchmarks")
+    p.set_defaults(func=cmd_benchmarks)
+
+    p = sub.add_parser("data", help="on-policy preference data")
+    data_sub = p.add_subparsers(dest="data_command", required=True)
+    p = data_sub.add_parser("build", help="sample the reference model, score with the benchmark's judge, pair")
+    p.add_argument("--benchmark", default="ifeval-lite")
+    p.add_argument("--preset", default="quick")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default=EMBEDDED)
+    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
+    p.add_argument("--output", help="folder for the files (default runs/data/<benchmark>-<preset>-seed<k>)")
+    p.set_defaults(func=cmd_data_build)
+
+    p = sub.add_parser("eval", help="judge a run's generations and write judgments.jsonl, results.json, leaderboard.csv")
+    p.add_argument("run_dir")
+    p.add_argument("--judge", help="another judge than the run's (gold | reward-model:... | local:... | openai:...)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("report", help="render report.md, report.html and plots/ from a run's results.json")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="put several runs side by side")
+    p.add_argument("run_dirs", nargs="+")
+    p.add_argument("--output", default="runs/compare")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -104,9 +249,22 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ObjectiveError, ConfigError, DataError, TrainingError) as exc:
+    except Exception as exc:
+        if not isinstance(exc, _user_errors()):
+            raise
         print(f"prefbench: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Errors that describe something the user can fix (a name, a file, a setting, the disk): one line, no traceback."""
+    from prefbench.benchmark_spec import BenchmarkError
+    from prefbench.judges import JudgeError
+    from prefbench.report import ReportError
+    from prefbench.tasks import TaskError
+
+    return (ObjectiveError, ConfigError, DataError, TrainingError, BenchmarkError, TaskError, JudgeError, ReportError,
+            OSError)
 
 
 if __name__ == "__main__":

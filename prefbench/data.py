@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterable, Literal, Union
 
-from prefbench.artifacts import atomic_write_text
+from prefbench.artifacts import write_jsonl
 
 Message = dict[str, str]
 Prompt = Union[str, list[Message]]  # plain text, or chat messages ending before the assistant turn
@@ -173,4 +173,4 @@ def load_preferences(source: str | Path, split: str = "train") -> list[Preferenc
 
 def write_preferences(records: Iterable[PreferenceRecord], path: Path) -> None:
     """JSONL in prefbench's format, written to a temp file and renamed (never half-written)."""
-    atomic_write_text(path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(path, (r.to_json() for r in records))

@@ -1,0 +1,315 @@
+"""Benchmark specs: which task, how much on-policy preference data, how to evaluate, and the
+training settings every objective shares, in one YAML file per benchmark.
+
+Shipped specs live in ``benchmarks/specs/`` (installed as ``prefbench.benchmark_specs``). A spec's
+``presets`` (``smoke``, ``quick``, ``full``, ...) are deep-merged over its top-level sections:
+mappings merge key by key, anything else (numbers, lists) is replaced. ``quick`` always exists,
+meaning "the sections as written". Unknown keys anywhere are errors with a did-you-mean, ``train``
+keys are checked against :class:`prefbench.config.TrainConfig` (values too), and
+``objective_params`` against each objective's declared hyperparameters.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import importlib.resources
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from prefbench.config import ConfigError, TrainConfig
+from prefbench.tasks import list_tasks
+from prefbench.tasks.base import VARIANT_KINDS
+
+SPEC_PACKAGE = "prefbench.benchmark_specs"
+DEFAULT_PRESET = "quick"
+# Set per run by the benchmark itself (the generated data, each objective in turn), never shared.
+_RUN_OWNED_TRAIN_KEYS = {"data": "the benchmark builds the data", "objective": "objectives are chosen per run",
+                         "objective_params": "use the top-level objective_params section"}
+
+
+class BenchmarkError(ValueError):
+    """A problem with a benchmark spec, located by file (and preset) and key."""
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """On-policy preference data: sample from the reference model, score with the gold judge, pair."""
+
+    train_prompts: int = 96
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    min_gap: float = 0.25               # minimum gold-score gap for a pair
+    max_pairs_per_prompt: int = 2       # conditional pairs per prompt
+    joint_pairs_per_prompt: int = 1     # cross-prompt pairs (I1,R1) > (I2,R2) per train prompt, same min_gap
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    prompts: int = 48
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    variants: tuple[str, ...] = ("paraphrase", "typo", "case", "distractor")
+    kl_samples: int = 1                 # policy samples per eval prompt for the KL estimate
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    task: str
+    description: str
+    preset: str
+    data: DataSettings
+    eval: EvalSettings
+    train: dict[str, Any] = field(default_factory=dict)                 # TrainConfig overrides
+    objective_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    source: str = ""                                                   # the file it was read from
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready values (for the run's config record)."""
+        d = dataclasses.asdict(self)
+        d["eval"]["variants"] = list(self.eval.variants)
+        return d
+
+
+_SECTIONS = {"data": DataSettings, "eval": EvalSettings}
+_TOP_KEYS = ("name", "task", "description", "data", "eval", "train", "objective_params", "presets")
+
+
+def _suggest(key: str, choices) -> str:
+    close = difflib.get_close_matches(key, list(choices), n=1, cutoff=0.5)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _check_keys(values: dict, allowed, where: str) -> None:
+    for key in values:
+        if key not in allowed:
+            raise BenchmarkError(f"{where}: unknown key '{key}'{_suggest(str(key), allowed)}; "
+                                 f"allowed: {', '.join(allowed)}")
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``override`` over ``base``: nested mappings merge, everything else replaces. Inputs untouched."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _is_number_text(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _typed(value: Any, default: Any, where: str) -> Any:
+    """``value`` as the type of the field's default (ints stay ints, a YAML ``1`` may be a float)."""
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, type(default))
+    if not ok:
+        hint = " (YAML reads 1e-4 as text; write 1.0e-4)" if isinstance(default, float) and _is_number_text(value) else ""
+        raise BenchmarkError(f"{where}: expected {type(default).__name__}, got {value!r}{hint}")
+    return value
+
+
+def _section(cls, values: Any, where: str):
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise BenchmarkError(f"{where}: expected a mapping, got {values!r}")
+    names = [f.name for f in dataclasses.fields(cls)]
+    _check_keys(values, names, where)
+    defaults = cls()
+    kwargs = {}
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise BenchmarkError(f"{where}.{key}: expected a list of names, got {value!r}")
+            value = tuple(value)
+        else:
+            value = _typed(value, default, f"{where}.{key}")
+        kwargs[key] = value
+    return cls(**kwargs)
+
+
+def _validate_data(d: DataSettings, where: str) -> None:
+    for key in ("train_prompts", "samples_per_prompt", "max_new_tokens"):
+        if getattr(d, key) < 1:
+            raise BenchmarkError(f"{where}.{key} must be >= 1, got {getattr(d, key)}")
+    if d.samples_per_prompt < 2:
+        raise BenchmarkError(f"{where}.samples_per_prompt must be >= 2 to form pairs, got {d.samples_per_prompt}")
+    if not d.temperature > 0:
+        raise BenchmarkError(f"{where}.temperature must be > 0, got {d.temperature}")
+    if not 0 < d.top_p <= 1:
+        raise BenchmarkError(f"{where}.top_p must be in (0, 1], got {d.top_p}")
+    if not 0 <= d.min_gap < 1:
+        raise BenchmarkError(f"{where}.min_gap must be in [0, 1), got {d.min_gap}")
+    for key in ("max_pairs_per_prompt", "joint_pairs_per_prompt"):
+        if getattr(d, key) < 0:
+            raise BenchmarkError(f"{where}.{key} must be >= 0, got {getattr(d, key)}")
+
+
+def _validate_eval(e: EvalSettings, where: str) -> None:
+    for key in ("prompts", "max_new_tokens"):
+        if getattr(e, key) < 1:
+            raise BenchmarkError(f"{where}.{key} must be >= 1, got {getattr(e, key)}")
+    if e.kl_samples < 0:
+        raise BenchmarkError(f"{where}.kl_samples must be >= 0, got {e.kl_samples}")
+    kinds = VARIANT_KINDS[1:]
+    for v in e.variants:
+        if v not in kinds:
+            raise BenchmarkError(f"{where}.variants: unknown variant '{v}'{_suggest(v, kinds)}; "
+                                 f"known: {', '.join(kinds)}")
+
+
+def _validate_train(train: Any, where: str) -> dict[str, Any]:
+    if train is None:
+        return {}
+    if not isinstance(train, dict):
+        raise BenchmarkError(f"{where}: expected a mapping of TrainConfig fields, got {train!r}")
+    for key, why in _RUN_OWNED_TRAIN_KEYS.items():
+        if key in train:
+            raise BenchmarkError(f"{where}: '{key}' cannot be set here ({why})")
+    defaults = TrainConfig()
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    for key in train:
+        if key not in names:
+            raise BenchmarkError(f"{where}: unknown TrainConfig field '{key}'{_suggest(str(key), names)}")
+    typed = {key: _typed(value, getattr(defaults, key), f"{where}.{key}") for key, value in train.items()}
+    try:
+        TrainConfig(**typed)   # value checks (ranges, divisibility) exactly as a run would apply them
+    except ConfigError as exc:
+        raise BenchmarkError(f"{where}: {exc}") from None
+    return typed
+
+
+def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, float]]:
+    from prefbench.objective import ObjectiveError, get_objective
+
+    if params is None:
+        return {}
+    if not isinstance(params, dict):
+        raise BenchmarkError(f"{where}: expected a mapping objective -> {{param: value}}, got {params!r}")
+    out = {}
+    for name, values in params.items():
+        if not isinstance(values, dict):
+            raise BenchmarkError(f"{where}.{name}: expected a mapping of hyperparameters, got {values!r}")
+        try:
+            objective = get_objective(name)
+            objective.resolve_params(**values)
+        except ObjectiveError as exc:
+            raise BenchmarkError(f"{where}.{name}: {exc}") from None
+        out[objective.name] = dict(values)   # keyed by the canonical name, so an alias still applies
+    return out
+
+
+def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET) -> BenchmarkSpec:
+    """A validated spec from a parsed YAML document with ``preset`` applied."""
+    if not isinstance(doc, dict):
+        raise BenchmarkError(f"{source}: expected a mapping with name, task, data, eval, train, ...")
+    _check_keys(doc, _TOP_KEYS, source)
+    listed = doc.get("presets") or {}
+    if not isinstance(listed, dict):
+        raise BenchmarkError(f"{source}: presets: expected a mapping of preset name -> overrides, got {listed!r}")
+    presets = {DEFAULT_PRESET: {}, **listed}
+    if preset not in presets:
+        raise BenchmarkError(f"{source}: unknown preset '{preset}'{_suggest(preset, presets)}; "
+                             f"presets: {', '.join(presets)}")
+    overrides = presets[preset] or {}
+    where = f"{source} (preset '{preset}')"
+    if not isinstance(overrides, dict):
+        raise BenchmarkError(f"{where}: expected a mapping of overrides, got {overrides!r}")
+    _check_keys(overrides, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
+    merged = deep_merge({k: v for k, v in doc.items() if k != "presets"}, overrides)
+    for key in ("name", "task"):
+        if not isinstance(merged.get(key), str) or not merged[key].strip():
+            raise BenchmarkError(f"{source}: '{key}' is required (a non-empty string)")
+    if merged["task"] not in list_tasks():
+        raise BenchmarkError(f"{source}: task: unknown task '{merged['task']}'{_suggest(merged['task'], list_tasks())}; "
+                             f"known: {', '.join(list_tasks())}")
+    data = _section(DataSettings, merged.get("data"), f"{where}: data")
+    _validate_data(data, f"{where}: data")
+    evaluation = _section(EvalSettings, merged.get("eval"), f"{where}: eval")
+    _validate_eval(evaluation, f"{where}: eval")
+    return BenchmarkSpec(
+        name=merged["name"],
+        task=merged["task"],
+        description=str(merged.get("description") or ""),
+        preset=preset,
+        data=data,
+        eval=evaluation,
+        train=_validate_train(merged.get("train"), f"{where}: train"),
+        objective_params=_validate_objective_params(merged.get("objective_params"), f"{where}: objective_params"),
+        source=source,
+    )
+
+
+def _spec_dir():
+    """The shipped specs: the installed package if mapped, else the source checkout's folder."""
+    try:
+        return importlib.resources.files(SPEC_PACKAGE)
+    except ModuleNotFoundError:
+        return Path(__file__).parents[1] / "benchmarks" / "specs"
+
+
+def _shipped() -> dict[str, Any]:
+    return {f.name.rsplit(".", 1)[0]: f for f in sorted(_spec_dir().iterdir(), key=lambda f: f.name)
+            if f.name.endswith((".yaml", ".yml"))}
+
+
+def _read(text: str, source: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise BenchmarkError(f"{source}: not valid YAML: {exc}") from None
+
+
+def load_benchmark(name_or_path: str, preset: str = DEFAULT_PRESET) -> BenchmarkSpec:
+    """A shipped spec by name (``ifeval-lite``) or a YAML file by path, with ``preset`` applied."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise BenchmarkError(f"{path}: file not found") from None
+        return parse_spec(_read(text, str(path)), str(path), preset)
+    shipped = _shipped()
+    key = name_or_path.strip().lower().replace("_", "-")
+    if key not in shipped:
+        raise BenchmarkError(f"unknown benchmark '{name_or_path}'{_suggest(key, shipped)}; "
+                             f"known: {', '.join(shipped)} (or give a path to a .yaml spec)")
+    return parse_spec(_read(shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"), f"{key}.yaml", preset)
+
+
+def list_benchmarks(preset: str = DEFAULT_PRESET) -> list[BenchmarkSpec]:
+    """Every shipped spec, with ``preset`` applied."""
+    return [load_benchmark(name, preset) for name in _shipped()]
+
+
+def benchmarks_table() -> str:
+    """The shipped benchmarks as a text table (quick preset), for ``prefbench benchmarks``."""
+    rows = [("name", "task", "train prompts", "eval prompts", "description")]
+    rows += [(s.name, s.task, str(s.data.train_prompts), str(s.eval.prompts), s.description) for s in list_benchmarks()]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows)

@@ -1,0 +1,191 @@
+"""The judge and stats stages: generations -> ``judgments.jsonl`` -> ``results.json`` + ``leaderboard.csv``.
+
+Unit of analysis: the prompt. Every system's answer to every eval prompt (and robustness variant)
+is compared with the reference model's answer to the same prompt: win 1, tie 0.5, loss 0, identical
+answers tie. A pointwise judge (the benchmark's verifier or lexicon reward, a reward model) scores
+each answer and the higher score wins; a pairwise judge (an LLM) is asked in both orders and an
+order-inconsistent verdict is a tie. Statistics come from ``prefbench.stats``: BCa intervals over
+prompts (hierarchical over seeds then prompts when there are several seeds), paired differences
+between objectives with Holm-adjusted p-values, cluster-bootstrap robustness numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from prefbench.artifacts import atomic_write_text, read_jsonl, write_jsonl
+from prefbench.generate_stage import REFERENCE, System, kl_path, load_generations
+from prefbench.judges import JudgeDiagnostics, JudgmentCache, judge_many, score_outcome
+from prefbench.stats import (StatsError, hierarchical_mean_ci, hierarchical_paired_difference, holm,
+                             length_controlled_win_rate, mean_ci, paired_difference, robustness_summary)
+from prefbench.tasks.base import TaskPrompt
+
+CONFIDENCE = 0.95
+
+
+def judge_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge) -> list[dict]:
+    """One judgment per (system, prompt): its score and its outcome against the reference."""
+    by_id = {p.id: p for p in prompts}
+    gens = {s.name: {g["id"]: g for g in load_generations(run_dir, s)} for s in systems}
+    ref = gens[REFERENCE]
+    rows: list[dict] = []
+    if hasattr(judge, "score_many"):  # pointwise: score every answer once, compare scores
+        keys = [(s.name, pid) for s in systems for pid in by_id]
+        scores = judge.score_many([(by_id[pid], gens[name][pid]["response"]) for name, pid in keys])
+        score = dict(zip(keys, scores))
+        for name, pid in keys:
+            same = gens[name][pid]["response"] == ref[pid]["response"]
+            outcome = 0.5 if same else score_outcome(score[(name, pid)], score[(REFERENCE, pid)])
+            rows.append(_judgment(gens[name][pid], score[(name, pid)], score[(REFERENCE, pid)], outcome))
+        return rows
+    cache = JudgmentCache(Path(run_dir) / "judge_cache.jsonl")
+    for s in systems:
+        if s.name == REFERENCE:
+            rows += [_judgment(g, 0.5, 0.5, 0.5) for g in gens[s.name].values()]
+            continue
+        items = [(by_id[pid].text, gens[s.name][pid]["response"], ref[pid]["response"]) for pid in by_id]
+        for pid, j in zip(by_id, judge_many(judge, items, cache)):
+            rows.append({**_judgment(gens[s.name][pid], j.score, 1 - j.score, j.score), "pair": j.to_json()})
+    return rows
+
+
+def _judgment(gen: dict, score: float, baseline_score: float, outcome: float) -> dict:
+    return {"system": gen["system"], "id": gen["id"], "parent": gen["parent"], "variant": gen["variant"],
+            "score": score, "baseline_score": baseline_score, "outcome": outcome, "words": gen["words"]}
+
+
+class _Table:
+    """Judgments of one system as arrays over seeds × prompts × variant columns."""
+
+    def __init__(self, rows: list[dict], parents: list[str], columns: list[str], seeds: list[str]):
+        shape = (len(seeds), len(parents), len(columns))
+        self.score, self.outcome, self.words = (np.full(shape, np.nan) for _ in range(3))
+        pi, ci, si = ({v: i for i, v in enumerate(xs)} for xs in (parents, columns, seeds))
+        for r in rows:
+            at = (si[r["system"]], pi[r["parent"]], ci[r["variant"]])
+            self.score[at], self.outcome[at], self.words[at] = r["score"], r["outcome"], r["words"]
+
+    def interval(self, values: np.ndarray):
+        """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several)."""
+        return mean_ci(values[0], confidence=CONFIDENCE) if values.shape[0] == 1 else \
+            hierarchical_mean_ci(values, confidence=CONFIDENCE)
+
+    def robustness(self, columns: list[str], with_outcomes: bool) -> dict:
+        summary = robustness_summary(self.score.mean(0), columns, self.outcome.mean(0) if with_outcomes else None,
+                                     confidence=CONFIDENCE)
+        return {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in summary.items()}
+
+
+def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskPrompt], meta: dict,
+                    run_dir: Path) -> dict:
+    parents = [p.id for p in prompts if p.variant == "original"]
+    columns = ["original"] + sorted({p.variant for p in prompts} - {"original"},
+                                    key=lambda v: [p.variant for p in prompts].index(v))
+    has_variants = len(columns) > 1
+    ref_rows = [r for r in rows if r["system"] == REFERENCE]
+    ref = _Table(ref_rows, parents, columns, [REFERENCE])
+    pointwise = meta["judge"]["kind"] == "pointwise"
+    results = {"schema": 1, **{k: meta[k] for k in ("benchmark", "preset", "model")}, "baseline": REFERENCE,
+               "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
+               "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
+                             "mean_length": float(np.nanmean(ref.words[:, :, 0])),
+                             "robustness": ref.robustness(columns, False) if has_variants and pointwise else None},
+               "systems": [], "comparisons": []}
+    outcomes: dict[str, np.ndarray] = {}
+    objectives = list(dict.fromkeys(s.objective for s in systems if s.objective))
+    for objective in objectives:
+        members = [s for s in systems if s.objective == objective]
+        table = _Table([r for r in rows if r["system"] in {s.name for s in members}], parents, columns,
+                       [s.name for s in members])
+        first = table.outcome[:, :, 0]
+        outcomes[objective] = first
+        flat = first.ravel()
+        try:
+            lc = length_controlled_win_rate(flat, table.words[:, :, 0].ravel(), np.tile(ref.words[0, :, 0], len(members)))
+        except StatsError:  # length differences identical everywhere: length cannot be separated out
+            lc = None
+        kl = _kl(run_dir, members, parents)
+        results["systems"].append({
+            "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
+            "seeds": [s.seed for s in members],
+            "win_rate": table.interval(first).to_json(),
+            "wins": int((flat == 1).sum()), "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum()),
+            "lc_win_rate": lc,
+            "mean_score": table.interval(table.score[:, :, 0]).to_json() if pointwise else None,
+            "mean_length": float(np.nanmean(table.words[:, :, 0])),
+            "robustness": table.robustness(columns, True) if has_variants else None,
+            "kl": table.interval(kl).to_json() if kl is not None else None,
+            "training": [{"seed": s.seed, "metrics": f"{s.name}/metrics.jsonl"} for s in members],
+        })
+    comparisons = []
+    for a, b in itertools.combinations(objectives, 2):
+        x, y = outcomes[a], outcomes[b]
+        if x.shape[0] == 1 and y.shape[0] == 1:
+            diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE)
+        else:
+            diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE)
+        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p})
+    for c, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
+        c["p_holm"] = adjusted
+        c["significant"] = adjusted < 1 - CONFIDENCE
+    results["comparisons"] = comparisons
+    results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
+    return results
+
+
+def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
+    """[seeds, prompts] mean KL per prompt, or None when no KL samples were drawn."""
+    if not all(kl_path(run_dir, s).exists() for s in members):
+        return None
+    out = np.full((len(members), len(parents)), np.nan)
+    index = {pid: i for i, pid in enumerate(parents)}
+    for k, s in enumerate(members):
+        per_prompt: dict[str, list[float]] = {}
+        for r in read_jsonl(kl_path(run_dir, s)):
+            per_prompt.setdefault(r["id"], []).append(r["kl"])
+        for pid, values in per_prompt.items():
+            out[k, index[pid]] = float(np.mean(values))
+    return None if np.isnan(out).any() else out
+
+
+def leaderboard_csv(results: dict) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["system", "win_rate", "win_low", "win_high", "wins", "ties", "losses", "lc_win_rate", "mean_score",
+                "mean_length", "robustness_drop", "kl"])
+    for s in results["systems"]:
+        w.writerow([s["name"], *(round(s["win_rate"][k], 4) for k in ("estimate", "low", "high")),
+                    s["wins"], s["ties"], s["losses"], _r(s["lc_win_rate"]),
+                    _r(s["mean_score"] and s["mean_score"]["estimate"]), round(s["mean_length"], 2),
+                    _r(s["robustness"] and s["robustness"]["drop"]["estimate"]), _r(s["kl"] and s["kl"]["estimate"])])
+    ref = results["reference"]
+    w.writerow([REFERENCE, "", "", "", "", "", "", "", _r(ref["mean_score"] and ref["mean_score"]["estimate"]),
+                round(ref["mean_length"], 2), _r(ref["robustness"] and ref["robustness"]["drop"]["estimate"]), 0.0])
+    return buf.getvalue()
+
+
+def _r(x) -> object:
+    return "" if x is None else round(x, 4)
+
+
+def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict) -> dict:
+    """Judge, compute statistics, write ``judgments.jsonl``, ``results.json`` and ``leaderboard.csv``."""
+    run_dir = Path(run_dir)
+    rows = judge_systems(run_dir, systems, prompts, judge)
+    if not hasattr(judge, "score_many"):
+        from prefbench.judges import PairJudgment
+
+        pairs = [PairJudgment(**{**r["pair"], "slots": tuple(r["pair"]["slots"]), "raw": tuple(r["pair"]["raw"])})
+                 for r in rows if "pair" in r]
+        meta = {**meta, "judge": {**meta["judge"], "diagnostics": JudgeDiagnostics.from_judgments(pairs).to_json()}}
+    write_jsonl(run_dir / "judgments.jsonl", rows)
+    results = compute_results(rows, systems, prompts, meta, run_dir)
+    atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(run_dir / "leaderboard.csv", leaderboard_csv(results))
+    return results

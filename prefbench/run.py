@@ -1,0 +1,212 @@
+"""``prefbench run``: config -> data -> train (objective × seed) -> generate -> judge -> stats -> report.
+
+Every stage reads the previous stage's artifacts from the run directory and writes its own, and a
+stage whose artifacts are complete is skipped, so a killed run resumes where it stopped and a
+re-run of a finished one only re-renders the report. A run directory that holds a run of a
+different configuration is refused rather than mixed.
+
+    runs/<name>/config.yaml            the resolved configuration (benchmark preset included)
+    runs/<name>/data/                  prompts, reference samples with scores, train.jsonl, eval.jsonl
+    runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/)
+    runs/<name>/generations/, kl/      answers of every system, KL samples
+    runs/<name>/judgments.jsonl, results.json, leaderboard.csv, report.md, report.html, plots/
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from prefbench.artifacts import atomic_write_text, read_jsonl, write_jsonl
+from prefbench.config import ConfigError, TrainConfig
+from prefbench.models import EMBEDDED
+from prefbench.objective import get_objective
+
+log = logging.getLogger("prefbench")
+
+DEFAULT_OBJECTIVES = ("dpo", "ipo", "simpo", "jpo", "sft_jpo")
+STAGES = ("data", "train", "generate", "judge", "report")
+
+
+@dataclass
+class RunConfig:
+    objectives: list[str] = field(default_factory=lambda: list(DEFAULT_OBJECTIVES))
+    benchmark: str = "ifeval-lite"     # a shipped benchmark name or a spec YAML path
+    preset: str = "quick"              # smoke | quick | full (defined per benchmark)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model: str = EMBEDDED
+    quantization: str = "4bit"
+    judge: str = "gold"                # gold | reward-model:PATH | local:PATH | openai:MODEL@URL
+    params: dict[str, dict[str, float]] = field(default_factory=dict)  # per-objective overrides of the preset
+    output_dir: str = ""               # default runs/<benchmark>-<preset>
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("no objectives given")
+        if not self.seeds:
+            raise ConfigError("no seeds given")
+        self.objectives = [get_objective(o).name for o in self.objectives]  # canonical names; unknown -> did-you-mean
+        for name in self.params:
+            if get_objective(name).name not in self.objectives:
+                raise ConfigError(f"--param for '{name}', which is not among the objectives {self.objectives}")
+        self.params = {get_objective(k).name: v for k, v in self.params.items()}
+        if not self.output_dir:
+            self.output_dir = f"runs/{Path(self.benchmark).stem}-{self.preset}"
+
+
+def resolve(cfg: RunConfig):
+    """The benchmark spec for the preset, and every objective's hyperparameters (preset, then overrides),
+    validated before any work starts."""
+    from prefbench.benchmark_spec import load_benchmark
+
+    spec = load_benchmark(cfg.benchmark, cfg.preset)
+    params = {}
+    for name in cfg.objectives:
+        obj = get_objective(name)
+        chosen = {**spec.objective_params.get(name, {}), **cfg.params.get(name, {})}
+        obj.resolve_params(**chosen)
+        params[name] = chosen
+    return spec, params
+
+
+def _identity(cfg: RunConfig, spec, params) -> dict:
+    """What fixes the numbers of a run. Objectives and seeds may be added to an existing run (each
+    training folder checks its own config); everything shared must match."""
+    return {"benchmark": spec.to_dict(), "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
+            "judge": cfg.judge}
+
+
+def _write_config(cfg: RunConfig, spec, params, run_dir: Path) -> None:
+    path = run_dir / "config.yaml"
+    ident = _identity(cfg, spec, params)
+    if path.exists():
+        previous = yaml.safe_load(path.read_text())
+        old = {k: previous.get(k) for k in ident}
+        if old != ident:
+            changed = sorted(k for k in ident if old.get(k) != ident[k])
+            raise ConfigError(f"{run_dir} holds a run with a different configuration (changed: {', '.join(changed)}); "
+                              "use another --output-dir or delete it")
+        # objectives/seeds may grow; keep the union so the config describes everything in the folder
+        cfg_objectives = list(dict.fromkeys(previous.get("objectives", []) + cfg.objectives))
+        cfg_seeds = sorted(set(previous.get("seeds", []) + cfg.seeds))
+        params = {**previous.get("objective_params", {}), **params}
+    else:
+        cfg_objectives, cfg_seeds = cfg.objectives, cfg.seeds
+    resolved = {**ident, "objectives": cfg_objectives, "seeds": cfg_seeds, "objective_params": params}
+    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+
+
+def eval_prompts(spec, seed: int = 0) -> list:
+    """The benchmark's eval prompts, each followed by its robustness variants."""
+    from prefbench.tasks import get_task
+
+    task = get_task(spec.task)
+    out = []
+    for p in task.prompts("eval", spec.eval.prompts, seed):
+        out.append(p)
+        out += [v for v in task.variants(p, seed) if v.variant in spec.eval.variants]
+    return out
+
+
+def train_config(cfg: RunConfig, spec, params: dict, objective: str, seed: int, run_dir: Path) -> TrainConfig:
+    return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "objective": objective,
+                                  "objective_params": params[objective], "model": cfg.model,
+                                  "quantization": cfg.quantization, "seed": seed,
+                                  "output_dir": str(run_dir / objective / f"seed{seed}")}, f"benchmark {spec.name}")
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run every stage that is not complete yet; returns results.json's content."""
+    from tqdm.auto import tqdm
+
+    from prefbench.evaluate import evaluate
+    from prefbench.generate_stage import generate_systems, systems_for
+    from prefbench.judges import make_judge
+    from prefbench.onpolicy import build_data
+    from prefbench.report import render_report
+    from prefbench.tasks import TaskPrompt, get_task
+    from prefbench.train import train
+
+    spec, params = resolve(cfg)
+    judge = make_judge(cfg.judge, task=get_task(spec.task))  # fail on a bad judge before hours of training
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(cfg, spec, params, run_dir)
+    timings_path = run_dir / "timings.json"
+    timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def timed(stage: str, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - t0, 1)
+        atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
+        return value
+
+    overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
+    try:
+        overall.set_postfix_str("data")
+        summary = timed("data", lambda: build_data(spec, cfg.model, cfg.quantization, 0, run_dir / "data"))
+        log.info("data: %d conditional + %d joint pairs from %d samples (reference mean score %.3f)",
+                 summary["conditional_pairs"], summary["joint_pairs"], summary["samples"], summary["mean_score"])
+        prompts_path = run_dir / "data" / "eval.jsonl"
+        if not prompts_path.exists():
+            write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
+        prompts = [TaskPrompt.from_json(r) for r in read_jsonl(prompts_path)]
+        overall.update()
+
+        overall.set_postfix_str("train")
+        for objective in cfg.objectives:
+            for seed in cfg.seeds:
+                timed("train", lambda: train(train_config(cfg, spec, params, objective, seed, run_dir)))
+        overall.update()
+
+        overall.set_postfix_str("generate")
+        systems = systems_for(cfg.objectives, cfg.seeds)
+        timed("generate", lambda: generate_systems(run_dir, systems, prompts, spec.eval, cfg.model,
+                                                   cfg.quantization, seed=0))
+        overall.update()
+
+        overall.set_postfix_str("judge")
+        meta = {"benchmark": spec.name, "preset": cfg.preset, "model": cfg.model, "params": params,
+                "judge": {"name": judge.name, "kind": "pointwise" if hasattr(judge, "score_many") else "pairwise",
+                          "diagnostics": None}}
+        results = timed("judge", lambda: evaluate(run_dir, systems, prompts, judge, meta))
+        overall.update()
+
+        overall.set_postfix_str("report")
+        results["timings"] = {**timings, "total": round(sum(timings.values()), 1)}
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+        timed("report", lambda: render_report(run_dir))
+        overall.update()
+    finally:
+        overall.close()
+    return results
+
+
+def summary_table(results: dict) -> str:
+    """The leaderboard as plain text for the terminal."""
+    lines = [f"{'system':<10}{'win rate vs reference (95% CI)':>34}{'W/T/L':>12}{'score':>8}{'words':>7}{'drop':>8}{'KL':>7}"]
+    for s in results["systems"]:
+        w = s["win_rate"]
+        score = f"{s['mean_score']['estimate']:.3f}" if s["mean_score"] else "—"
+        drop = f"{s['robustness']['drop']['estimate']:+.3f}" if s["robustness"] else "—"
+        kl = f"{s['kl']['estimate']:.2f}" if s["kl"] else "—"
+        ci = f"{100 * w['estimate']:.1f}% [{100 * w['low']:.1f}, {100 * w['high']:.1f}]"
+        lines.append(f"{s['name']:<10}{ci:>34}{s['wins']:>5}/{s['ties']}/{s['losses']:<4}{score:>8}"
+                     f"{s['mean_length']:>7.1f}{drop:>8}{kl:>7}")
+    ref = results["reference"]
+    score = f"{ref['mean_score']['estimate']:.3f}" if ref["mean_score"] else "—"
+    drop = f"{ref['robustness']['drop']['estimate']:+.3f}" if ref["robustness"] else "—"
+    lines.append(f"{'reference':<10}{'(baseline)':>34}{'':>12}{score:>8}{ref['mean_length']:>7.1f}{drop:>8}{'0':>7}")
+    sig = [c for c in results["comparisons"] if c["significant"]]
+    lines.append("")
+    lines.append("pairwise differences significant after Holm correction: " +
+                 (", ".join(f"{c['a']} − {c['b']} = {100 * c['diff']['estimate']:+.1f} pts (p_holm={c['p_holm']:.3f})"
+                            for c in sig) if sig else "none"))
+    return "\n".join(lines)

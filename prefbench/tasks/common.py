@@ -1,0 +1,118 @@
+"""What both embedded tasks share: word tokenisation, the empty/degenerate/on-topic gate, topics
+and the by-topic train/eval split.
+
+Gate (applied by every task before its own score):
+
+- **empty**: no word characters at all -> the task scores 0.
+- **degenerate** -> 0: fewer than ``MIN_DISTINCT_WORDS`` distinct words; or, with at least
+  ``FREQ_MIN_TOKENS`` tokens, one word making up more than ``MAX_WORD_SHARE`` of them; or one
+  3-gram occurring ``MAX_TRIGRAM_REPEATS`` times or more, unless it is made only of function words
+  (so a templated list like "- It is a ..." is not a loop, but "I love coffee. I love coffee. I
+  love coffee." is). These catch sampling loops and reward hacks that pile up a word.
+- **on-topic**: some token, after light stemming (plurals, -ing, -ed), equals a topic keyword or a
+  content word of the topic's name (multi-word keywords match consecutive tokens). An off-topic
+  answer keeps only ``OFF_TOPIC_FACTOR`` of its score, so satisfying the format with filler never
+  pays.
+
+Split: each task orders its topics by a hash of ``task/topic`` and gives the first
+``EVAL_FRACTION`` to ``eval``, the rest to ``train``. The split is disjoint by construction and
+independent of the list order; adding a topic moves at most one other across the boundary.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable
+
+MIN_DISTINCT_WORDS = 2
+FREQ_MIN_TOKENS = 6        # below this, one repeated "the" is ordinary prose, not a loop
+MAX_WORD_SHARE = 0.4
+MAX_TRIGRAM_REPEATS = 3
+OFF_TOPIC_FACTOR = 0.25
+EVAL_FRACTION = 1 / 3
+SPLITS = ("train", "eval")
+
+# A word: letters/digits, with inner hyphens or apostrophes ("well-known", "don't" are one word).
+WORD_RE = re.compile(r"[A-Za-z0-9]+(?:[-'’][A-Za-z0-9]+)*")
+
+FUNCTION_WORDS = frozenset(
+    "a an the and or but of to in on at for with by from as is are was were be been it its this that "
+    "these those there their they them he she his her we our you your i my me not no so if than then "
+    "very also can will would should do does did has have had about into over under set".split()
+)
+
+
+def words(text: str) -> list[str]:
+    """The words of ``text`` in order, as written (hyphenated and apostrophe words count once)."""
+    return WORD_RE.findall(text)
+
+
+def stem(word: str) -> str:
+    """A deliberately light stemmer, enough to match "waves"/"wave", "brewing"/"brew", "berries"/"berry"."""
+    w = word.lower().replace("’", "'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    if len(w) > 4 and w.endswith("ies"):
+        return w[:-3] + "y"
+    if len(w) > 5 and w.endswith("ing"):
+        return w[:-3]
+    if len(w) > 4 and w.endswith("ed"):
+        return w[:-2]
+    if len(w) > 3 and w.endswith("es") and w[-3] in "sxz":
+        return w[:-2]
+    if len(w) > 3 and w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
+def is_degenerate(text: str) -> bool:
+    """See the module docstring; empty text counts as degenerate too."""
+    tokens = [w.lower() for w in words(text)]
+    if len(set(tokens)) < MIN_DISTINCT_WORDS:
+        return True
+    if len(tokens) >= FREQ_MIN_TOKENS and Counter(tokens).most_common(1)[0][1] > MAX_WORD_SHARE * len(tokens):
+        return True
+    trigrams = Counter(zip(tokens, tokens[1:], tokens[2:]))
+    return any(n >= MAX_TRIGRAM_REPEATS and not set(g) <= FUNCTION_WORDS for g, n in trigrams.items())
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A subject a prompt is about; ``keywords`` are words whose use shows an answer stayed on it."""
+
+    name: str
+    keywords: tuple[str, ...]
+
+    def match_terms(self) -> list[str]:
+        """Keywords plus the content words of the name, as stored in prompt metadata."""
+        own = [w for w in words(self.name) if w.lower() not in FUNCTION_WORDS]
+        return list(dict.fromkeys([*own, *self.keywords]))
+
+
+def on_topic(text: str, terms: Iterable[str]) -> bool:
+    """Whether ``text`` uses any of ``terms`` (stemmed, case-insensitive; multi-word terms in sequence)."""
+    tokens = [stem(w) for w in words(text)]
+    joined = f" {' '.join(tokens)} "
+    return any(f" {' '.join(stem(w) for w in words(term))} " in joined for term in terms if words(term))
+
+
+def gate(text: str, terms: Iterable[str]) -> tuple[float, dict[str, bool]]:
+    """The factor a task's raw score is multiplied by, and why: 0 if empty or degenerate,
+    ``OFF_TOPIC_FACTOR`` if off topic, else 1."""
+    empty = not words(text)
+    degenerate = empty or is_degenerate(text)
+    topical = not empty and on_topic(text, terms)
+    factor = 0.0 if degenerate else 1.0 if topical else OFF_TOPIC_FACTOR
+    return factor, {"empty": empty, "degenerate": degenerate, "on_topic": topical}
+
+
+def split_topics(task: str, topics: Iterable[Topic], split: str) -> list[Topic]:
+    """The topics of ``split`` ("train" or "eval"), in a fixed hash order (see the module docstring)."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    ordered = sorted(topics, key=lambda t: hashlib.sha256(f"{task}/{t.name}".encode()).hexdigest())
+    n_eval = round(len(ordered) * EVAL_FRACTION)
+    return ordered[:n_eval] if split == "eval" else ordered[n_eval:]
