@@ -238,6 +238,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
+    from prefbench.acquire import add_acquire_arguments, cmd_acquire
+
+    p = sub.add_parser("acquire", help="label cross-instruction (joint) or conditional pairs with a pairwise judge, "
+                                       "both orders, ties dropped (the JPO paper's protocol)")
+    add_acquire_arguments(p)
+    p.set_defaults(func=cmd_acquire)
+
     p = sub.add_parser("compare", help="put several runs side by side")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--output", default="runs/compare")

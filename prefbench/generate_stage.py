@@ -57,7 +57,7 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
     tokenizer = load_tokenizer(model)
     policy = load_base_model(model, quantization)
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
-                                batch_size=16, seed=seed)
+                                batch_size=32, seed=seed)
     originals = [p for p in prompts if p.variant == "original"]
     for system in todo:
         policy = _with_adapter(policy, system, run_dir)
@@ -66,7 +66,7 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
         if system.objective is not None:
             # samples at temperature 1 from the policy itself: the distribution the KL is about
             sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
-                                         num_samples=eval_settings.kl_samples, batch_size=16, seed=seed)
+                                         num_samples=eval_settings.kl_samples, batch_size=32, seed=seed)
             samples = generate(policy, tokenizer, [p.text for p in originals], sampled, desc=f"KL samples {system.name}")
             flat = [(p, s) for p, ss in zip(originals, samples) for s in ss]
             kls = response_kl(policy, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])

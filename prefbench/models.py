@@ -83,7 +83,11 @@ def load_tokenizer(name: str):
 
 
 def load_base_model(name: str, quantization: str = "4bit", device: str | None = None):
-    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA)."""
+    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA).
+
+    ``device`` is where the whole model goes (``cuda:N`` for process N of a multi-GPU run, so that
+    each process holds its own 4-bit copy); by default the GPU if there is one, else the CPU.
+    """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     if quantization not in ("4bit", "none"):

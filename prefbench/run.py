@@ -78,7 +78,8 @@ def resolve(cfg: RunConfig):
 def _identity(cfg: RunConfig, spec, params) -> dict:
     """What fixes the numbers of a run. Objectives and seeds may be added to an existing run (each
     training folder checks its own config); everything shared must match."""
-    return {"benchmark": spec.to_dict(), "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
+    bench = {k: v for k, v in spec.to_dict().items() if k != "source"}  # where the YAML sits does not change numbers
+    return {"benchmark": bench, "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
             "judge": cfg.judge}
 
 

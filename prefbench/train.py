@@ -9,14 +9,31 @@ objectives on the same config differ only in the loss. Writes into ``output_dir`
     checkpoint/         adapter + optimizer/scheduler/RNG state of the last saved step
     adapter/            the final adapter in standard PEFT format, plus fingerprint.json: log-probs
                         of the first pairs (chosen then rejected) under the trained policy
+
+One code path for one process and many: ``train`` runs under an ``accelerate.Accelerator``, a no-op
+wrapper in a plain process (CPU or one GPU). For data-parallel training on N GPUs launch it with
+
+    accelerate launch --multi_gpu --num_processes 4 -m prefbench.cli train --config train.yaml
+
+Every process loads the model on its own GPU (QLoRA included) and takes a contiguous share of each
+micro-batch (``batch_size`` must be divisible by ``grad_accum * num_processes``); DDP averages the
+gradients, so the global batch per optimizer step, the data order and, with ``lora_dropout: 0``, the
+numbers match a one-process run up to float summation order (with dropout each process draws its own
+masks). Metrics are global means. The main process of each machine computes the reference log-probs
+while the others wait, then they read its cache (a pass longer than the NCCL timeout, 10 minutes by
+default, would need the cache filled beforehand by a one-process run); the main process writes every
+file, so ``output_dir`` must be visible to all processes. Without GPUs the same command runs N CPU
+processes over gloo (``--cpu`` would start only one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -143,6 +160,25 @@ def _save_checkpoint(model, optimizer, scheduler, step: int, out: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
+def _accelerator():
+    """The accelerator for this run (process group, device, mixed precision from ``accelerate launch``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    # split_batches: each step's batch is the global one, divided among the processes, so the prepared
+    # scheduler steps once per optimizer step (not once per process); cpu: without CUDA keep to the
+    # CPU as load_base_model always did (no MPS/XPU)
+    return Accelerator(cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
+def process_share(cfg: TrainConfig, num_processes: int) -> int:
+    """Pairs of each micro-batch that one process takes; the global batch must split evenly."""
+    if cfg.batch_size % (cfg.grad_accum * num_processes):
+        raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by grad_accum ({cfg.grad_accum}) x "
+                          f"processes ({num_processes}) = {cfg.grad_accum * num_processes}")
+    return cfg.micro_batch // num_processes
+
+
 def _check_same_run(cfg: TrainConfig, out: Path) -> None:
     saved = out / "config.yaml"
     if saved.exists():
@@ -164,6 +200,9 @@ def train(cfg: TrainConfig) -> Path:
     if (out / "adapter" / "adapter_config.json").exists():
         log.info("%s is already trained (%s/adapter)", cfg.objective, out)
         return out
+    accelerator = _accelerator()
+    share = process_share(cfg, accelerator.num_processes)  # fail on an uneven split before loading anything
+    main = accelerator.is_main_process
     torch.manual_seed(cfg.seed)
     records = load_preferences(cfg.data, cfg.split)
     tokenizer = load_tokenizer(cfg.model)
@@ -171,64 +210,81 @@ def train(cfg: TrainConfig) -> Path:
     log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
              sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
 
-    model = add_lora(load_base_model(cfg.model, cfg.quantization), cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    device = accelerator.device
+    model = add_lora(load_base_model(cfg.model, cfg.quantization, str(device)), cfg.lora_r, cfg.lora_alpha,
+                     cfg.lora_dropout, cfg.seed)
     ref_key = {"model": resolve_model_path(cfg.model), "quantization": cfg.quantization, "max_length": cfg.max_length,
                "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
-    ref_chosen, ref_rejected = reference_logprobs(model, pairs, tokenizer.pad_token_id, ref_key)
+    # the main process of each machine fills the cache; the others then read it instead of recomputing
+    with accelerator.local_main_process_first():
+        ref_chosen, ref_rejected = reference_logprobs(model, pairs, tokenizer.pad_token_id, ref_key)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
     start_step = 0
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_yaml(out / "config.yaml")
     metrics_path = out / "metrics.jsonl"
     if (out / "checkpoint" / "trainer_state.pt").exists():
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
-        state = torch.load(out / "checkpoint" / "trainer_state.pt", weights_only=False)
+        state = torch.load(out / "checkpoint" / "trainer_state.pt", map_location="cpu", weights_only=False)
         set_peft_model_state_dict(model, load_file(out / "checkpoint" / "adapter_model.safetensors"))
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
         start_step = state["step"]
         log.info("resuming %s from step %d", cfg.objective, start_step)
-    # metrics past the checkpoint belong to steps that will be redone
-    kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
-    atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_yaml(out / "config.yaml")
+        # metrics past the checkpoint belong to steps that will be redone
+        kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
+        atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    unwrapped = accelerator.unwrap_model(model)
 
     steps = batch_order(len(pairs), cfg)
+    rank = accelerator.process_index
     model.train()
     bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
-               initial=start_step, total=cfg.max_steps)
-    with metrics_path.open("a") as metrics_file:
+               initial=start_step, total=cfg.max_steps, disable=not accelerator.is_local_main_process)
+    keys = ("loss", "accuracy", "margin", "chosen_logps", "rejected_logps")
+    with metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
         for step in bar:
             t0 = time.perf_counter()
             optimizer.zero_grad(set_to_none=True)
-            record = {"loss": 0.0, "accuracy": 0.0, "margin": 0.0, "chosen_logps": 0.0, "rejected_logps": 0.0}
+            record = dict.fromkeys(keys, 0.0)
             tokens = 0
             for m in range(cfg.grad_accum):
-                idx = steps[step][m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
-                batch = pairs.batch(idx, tokenizer.pad_token_id, model.device)
-                tokens += int(batch["attention_mask"].sum())
-                chosen, rejected = model_sequence_logprobs(model, **batch).split_pairs()
-                ix = torch.tensor(idx)
-                ref_c, ref_r = (r.select(ix).to(model.device) for r in (ref_chosen, ref_rejected))
-                out_ = objective(pair_logprobs(objective.span, chosen, rejected, ref_c, ref_r),
-                                 **cfg.objective_params)
-                loss = out_.losses.mean()
-                if not torch.isfinite(loss):
-                    raise TrainingError(f"{cfg.objective}: loss is {loss.item()} at step {step + 1} "
-                                        f"(micro-batch {m + 1}, pairs {idx}); lower lr or check the data")
-                (loss / cfg.grad_accum).backward()
-                margin = out_.chosen_rewards - out_.rejected_rewards
-                span_c, span_r = chosen.span(objective.span)[0], rejected.span(objective.span)[0]
-                for key, value in (("loss", loss.item()), ("accuracy", (margin > 0).float().mean().item()),
-                                   ("margin", margin.mean().item()), ("chosen_logps", span_c.mean().item()),
-                                   ("rejected_logps", span_r.mean().item())):
+                micro = steps[step][m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
+                idx = micro[rank * share:(rank + 1) * share]
+                # DDP averages gradients once per step, on the last micro-batch's backward
+                sync = m == cfg.grad_accum - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    batch = pairs.batch(idx, tokenizer.pad_token_id, device)
+                    chosen, rejected = model_sequence_logprobs(model, **batch).split_pairs()
+                    ix = torch.tensor(idx)
+                    ref_c, ref_r = (r.select(ix).to(device) for r in (ref_chosen, ref_rejected))
+                    out_ = objective(pair_logprobs(objective.span, chosen, rejected, ref_c, ref_r),
+                                     **cfg.objective_params)
+                    loss = out_.losses.mean()
+                    margin = (out_.chosen_rewards - out_.rejected_rewards).detach()
+                    span_c, span_r = chosen.span(objective.span)[0], rejected.span(objective.span)[0]
+                    local = torch.stack([loss.detach(), (margin > 0).float().mean(), margin.mean(),
+                                         span_c.detach().mean(), span_r.detach().mean(),
+                                         batch["attention_mask"].sum()]).float()
+                    # one row per process; equal shares, so the global means are the means of the rows
+                    rows = accelerator.gather(local[None]).cpu()
+                    means = rows[:, :len(keys)].mean(0).tolist()
+                    if not math.isfinite(means[0]):
+                        raise TrainingError(f"{cfg.objective}: loss is {means[0]} at step {step + 1} "
+                                            f"(micro-batch {m + 1}, pairs {micro}); lower lr or check the data")
+                    accelerator.backward(loss / cfg.grad_accum)
+                for key, value in zip(keys, means):
                     record[key] += value / cfg.grad_accum
-            grad_norm = torch.nn.utils.clip_grad_norm_(trainable, cfg.max_grad_norm).item()
+                tokens += int(rows[:, -1].sum())
+            grad_norm = accelerator.clip_grad_norm_(trainable, cfg.max_grad_norm).item()
             if not math.isfinite(grad_norm):
                 raise TrainingError(f"{cfg.objective}: gradient norm is {grad_norm} at step {step + 1}; lower lr")
             lr = scheduler.get_last_lr()[0]
@@ -240,19 +296,25 @@ def train(cfg: TrainConfig) -> Path:
             metrics_file.write(json.dumps(record) + "\n")
             metrics_file.flush()
             bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
-            if (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-                _save_checkpoint(model, optimizer, scheduler, step + 1, out)
+            if main and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+                _save_checkpoint(unwrapped, optimizer, scheduler, step + 1, out)
+    if main:
+        _save_adapter(unwrapped, pairs, tokenizer.pad_token_id, out)
+    accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
+    return out
+
+
+def _save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
+    """The final adapter, with a fingerprint to check that it reproduces the trained policy when reloaded."""
     tmp = out / ".adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp)
-    # a fingerprint to check that the saved adapter reproduces the trained policy when reloaded
     model.eval()
+    fp_pairs = list(range(min(4, len(pairs))))
     with torch.no_grad():
-        fingerprint = model_sequence_logprobs(model, **pairs.batch(list(range(min(4, len(pairs)))), tokenizer.pad_token_id,
-                                                                   model.device))
-    atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": list(range(min(4, len(pairs)))),
+        fingerprint = model_sequence_logprobs(model, **pairs.batch(fp_pairs, pad_id, model.device))
+    atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": fp_pairs,
                                                             "response_logps": fingerprint.response_logps.tolist(),
                                                             "joint_logps": fingerprint.joint_logps.tolist()}))
     tmp.rename(out / "adapter")
     shutil.rmtree(out / "checkpoint", ignore_errors=True)
-    return out

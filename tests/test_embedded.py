@@ -30,3 +30,22 @@ def test_demo_trains_every_objective_and_adapters_reload(tmp_path):
     assert [r["last"] for r in again] == [r["last"] for r in results]
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["step"] == 1
     assert torch.isfinite(torch.tensor([r["tokens_per_s"] for r in results])).all()
+
+
+def test_smoke_preset_runs_end_to_end_to_a_report(tmp_path, monkeypatch):
+    """`prefbench run --preset smoke` on the embedded model: data, QLoRA training, generation, gold judging,
+    statistics and the report, offline on the CPU."""
+    from prefbench.run import RunConfig, run
+
+    out = tmp_path / "run"
+    results = run(RunConfig(objectives=["dpo", "jpo"], preset="smoke", output_dir=str(out)))
+    assert {s["name"] for s in results["systems"]} == {"dpo", "jpo"}
+    n = results["n_prompts"]
+    for s in results["systems"]:
+        assert s["wins"] + s["ties"] + s["losses"] == n
+        assert 0 <= s["win_rate"]["low"] <= s["win_rate"]["estimate"] <= s["win_rate"]["high"] <= 1
+        assert s["kl"]["estimate"] >= 0
+    summary = json.loads((out / "data" / "summary.json").read_text())
+    assert summary["conditional_pairs"] + summary["joint_pairs"] > 0
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html

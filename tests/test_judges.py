@@ -434,11 +434,11 @@ def test_make_judge_specs(tiny_model_dir):
     judge = make_judge("openai:claude-3@20240229@https://example.invalid/v1/")
     assert (judge.model, judge.base_url) == ("claude-3@20240229", "https://example.invalid/v1")
     assert make_judge(f"local:{tiny_model_dir}").name == f"local:{tiny_model_dir}"
-    with pytest.raises(ValueError, match="did you mean 'reward-model'"):
+    with pytest.raises(JudgeError, match="did you mean 'reward-model'"):
         make_judge("reward_model:foo")
-    with pytest.raises(ValueError, match="expected openai:MODEL@BASE_URL"):
+    with pytest.raises(JudgeError, match="expected openai:MODEL@BASE_URL"):
         make_judge("openai:gpt-4o-mini")
-    with pytest.raises(ValueError, match="pass the task"):
+    with pytest.raises(JudgeError, match="pass the task"):
         make_judge("gold")
-    with pytest.raises(ValueError, match="missing its argument"):
+    with pytest.raises(JudgeError, match="missing its argument"):
         make_judge("local:")

@@ -15,34 +15,39 @@ from prefbench.judges.local_lm import LocalLMJudge
 from prefbench.judges.openai_compatible import OpenAICompatibleJudge
 from prefbench.judges.pairwise import PairwiseJudge
 from prefbench.judges.pointwise import GoldJudge, PointwiseJudge, RewardModelJudge
+from prefbench.judges.verdicts import JudgeError
 from prefbench.tasks.base import Task
 
 JUDGE_SPECS = ("gold", "reward-model:PATH_OR_ID", "local:PATH_OR_ID", "openai:MODEL@BASE_URL")
 _KINDS = tuple(spec.split(":")[0] for spec in JUDGE_SPECS)
 
 
-def make_judge(spec: str, task: Task | None = None) -> PointwiseJudge | PairwiseJudge:
+def make_judge(spec: str, task: Task | None = None, template: str | None = None) -> PointwiseJudge | PairwiseJudge:
+    """``template``: the prompt a pairwise judge renders (default :data:`DEFAULT_TEMPLATE`)."""
     kind, sep, arg = spec.strip().partition(":")
     if kind not in _KINDS:
         close = difflib.get_close_matches(kind, _KINDS, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise ValueError(f"unknown judge kind {kind!r} in {spec!r}; {hint}valid: {', '.join(JUDGE_SPECS)}")
+        raise JudgeError(f"unknown judge kind {kind!r} in {spec!r}; {hint}valid: {', '.join(JUDGE_SPECS)}")
     usage = JUDGE_SPECS[_KINDS.index(kind)]
+    if template is not None and kind in ("gold", "reward-model"):
+        raise JudgeError(f"{spec!r} is a pointwise judge and renders no prompt; a template needs local: or openai:")
+    pairwise_options = {} if template is None else {"template": template}
     if kind == "gold":
         if sep:
-            raise ValueError(f"the gold judge takes no argument, got {spec!r}")
+            raise JudgeError(f"the gold judge takes no argument, got {spec!r}")
         if task is None:
-            raise ValueError("the gold judge scores with the task's own judge; pass the task")
+            raise JudgeError("the gold judge scores with the task's own judge; pass the task")
         return GoldJudge(task)
     if not arg:
-        raise ValueError(f"judge {spec!r} is missing its argument; expected {usage}")
+        raise JudgeError(f"judge {spec!r} is missing its argument; expected {usage}")
     if kind == "reward-model":
         return RewardModelJudge(arg)
     if kind == "local":
-        return LocalLMJudge(arg)
+        return LocalLMJudge(arg, **pairwise_options)
     # The last "@" splits: model ids may contain "@" (e.g. "claude-3@20240229" on Vertex), URLs should not.
     model, at, base_url = arg.rpartition("@")
     if not at or not model or not base_url:
-        raise ValueError(f"judge {spec!r} needs a model and an endpoint; expected {usage}, "
+        raise JudgeError(f"judge {spec!r} needs a model and an endpoint; expected {usage}, "
                          "e.g. openai:gpt-4o-mini@https://api.openai.com/v1")
-    return OpenAICompatibleJudge(base_url=base_url, model=model)
+    return OpenAICompatibleJudge(base_url=base_url, model=model, **pairwise_options)

@@ -1,0 +1,96 @@
+"""The judge and stats stages on hand-made generations: outcomes, counts, comparisons, pairwise judges."""
+
+import json
+
+import pytest
+
+from prefbench.artifacts import write_jsonl
+from prefbench.evaluate import evaluate, leaderboard_csv
+from prefbench.generate_stage import generations_path, systems_for
+from prefbench.tasks.base import TaskPrompt
+
+PROMPTS = [TaskPrompt(f"p{i}", f"instruction {i}") for i in range(4)] + \
+          [TaskPrompt(f"p{i}~typo", f"instructoin {i}", variant="typo", parent=f"p{i}") for i in range(4)]
+META = {"benchmark": "hand", "preset": "test", "model": "m", "params": {"dpo": {"beta": 0.1}, "jpo": {"beta": 0.1}},
+        "judge": {"name": "len", "kind": "pointwise", "diagnostics": None}}
+
+
+class LengthJudge:
+    """Pointwise: the score is the number of words (a stand-in gold judge)."""
+    name = "len"
+
+    def score_many(self, items):
+        return [float(len(r.split())) for _, r in items]
+
+
+def write(run_dir, answers: dict[str, list[str]]):
+    """answers[system] = 8 responses in PROMPTS order."""
+    for system in systems_for(["dpo", "jpo"], [0]):
+        rows = [{"system": system.name, "id": p.id, "parent": p.parent or p.id, "variant": p.variant, "prompt": p.text,
+                 "response": r, "words": len(r.split())} for p, r in zip(PROMPTS, answers[system.name])]
+        write_jsonl(generations_path(run_dir, system), rows)
+
+
+ANSWERS = {
+    "reference": ["a b", "a b", "a b", "a b", "a b", "a b", "a b", "a b"],
+    # originals: win, win, tie (identical text), loss; typo variants: win, loss, tie, loss
+    "dpo/seed0": ["a b c", "a b c", "a b", "a", "a b c", "a", "c d", "a"],
+    # originals: win x4; variants: win x4
+    "jpo/seed0": ["a b c"] * 8,
+}
+
+
+def test_outcomes_counts_and_win_rates_by_hand(tmp_path):
+    write(tmp_path, ANSWERS)
+    results = evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), PROMPTS, LengthJudge(), META)
+    by = {s["name"]: s for s in results["systems"]}
+    assert (by["dpo"]["wins"], by["dpo"]["ties"], by["dpo"]["losses"]) == (2, 1, 1)
+    assert by["dpo"]["win_rate"]["estimate"] == pytest.approx((1 + 1 + 0.5 + 0) / 4)
+    assert by["jpo"]["win_rate"]["estimate"] == 1.0 and by["jpo"]["win_rate"]["method"] == "degenerate"
+    assert by["dpo"]["mean_score"]["estimate"] == pytest.approx((3 + 3 + 2 + 1) / 4)
+    assert by["dpo"]["mean_length"] == pytest.approx(2.25)
+    assert results["reference"]["mean_score"]["estimate"] == 2.0
+    # robustness of dpo: original scores 3,3,2,1; typo scores 3,1,2,1 -> drop = mean(0,2,0,0) = 0.5
+    rob = by["dpo"]["robustness"]
+    assert rob["drop"]["estimate"] == pytest.approx(0.5)
+    assert rob["per_variant"] == {"original": 2.25, "typo": 1.75}
+    # flips: p1 win -> loss; p0 win -> win, p2 tie (never flips), p3 loss -> loss: 1 of 4 cells
+    assert rob["flip_rate"]["estimate"] == pytest.approx(0.25)
+    (c,) = results["comparisons"]
+    assert (c["a"], c["b"]) == ("dpo", "jpo") and c["diff"]["estimate"] == pytest.approx(0.625 - 1.0)
+    assert c["p_holm"] == pytest.approx(c["p"]) and c["significant"] == (c["p_holm"] < 0.05)
+    assert [s["name"] for s in results["systems"]] == ["jpo", "dpo"]  # sorted by win rate
+    judgments = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
+    assert len(judgments) == 3 * 8
+    same = [j for j in judgments if j["system"] == "dpo/seed0" and j["id"] == "p2"]
+    assert same[0]["outcome"] == 0.5
+    assert json.loads((tmp_path / "results.json").read_text())["systems"] == results["systems"]
+    csv = leaderboard_csv(results).splitlines()
+    assert csv[0].startswith("system,win_rate") and csv[1].startswith("jpo,1.0,1.0,1.0,4,0,0")
+
+
+class FirstSlotJudge:
+    """Pairwise: always says the first response is better (pure position bias)."""
+    name = "first-slot"
+    template = "t"
+    concurrent = False
+
+    def identity(self):
+        return {"name": self.name}
+
+    def judge(self, instruction, response_a, response_b):
+        from prefbench.judges import Verdict
+
+        return Verdict("A", "[[A]]")
+
+
+def test_a_position_biased_pairwise_judge_gives_all_ties(tmp_path):
+    judge = FirstSlotJudge()
+    write(tmp_path, ANSWERS)
+    meta = {**META, "judge": {"name": judge.name, "kind": "pairwise", "diagnostics": None}}
+    results = evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), PROMPTS, judge, meta)
+    for s in results["systems"]:
+        assert s["win_rate"]["estimate"] == 0.5 and s["losses"] == 0 and s["wins"] == 0
+        assert s["mean_score"] is None
+    diag = results["judge"]["diagnostics"]
+    assert diag["position_consistency"] == 0.0 and diag["first_slot_win_rate"] == 1.0

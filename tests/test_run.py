@@ -1,0 +1,81 @@
+"""``prefbench run`` end to end on a tiny random model: every stage's artifacts, resume, refusal to mix."""
+
+import json
+
+import pytest
+import yaml
+
+from prefbench.config import ConfigError
+from prefbench.run import RunConfig, run
+
+SPEC = {
+    "name": "tiny-ifeval", "task": "ifeval-lite", "description": "test spec",
+    "data": {"train_prompts": 6, "samples_per_prompt": 3, "max_new_tokens": 10, "min_gap": 0.0001,
+             "temperature": 1.0, "top_p": 1.0},
+    "eval": {"prompts": 3, "max_new_tokens": 8, "variants": ["typo", "distractor"], "kl_samples": 1},
+    "train": {"max_steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0, "max_length": 512},
+    "objective_params": {"dpo": {"beta": 0.1}, "jpo": {"beta": 0.1}},
+    "presets": {"smoke": {}},
+}
+
+
+@pytest.fixture()
+def spec_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PREFBENCH_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(SPEC))
+    return path
+
+
+def config(model_dir, spec_file, out, **kw):
+    return RunConfig(**{"objectives": ["dpo", "jpo"], "benchmark": str(spec_file), "preset": "smoke",
+                        "model": str(model_dir), "quantization": "none", "output_dir": str(out), **kw})
+
+
+def test_run_writes_every_stage_and_a_rerun_redoes_nothing(tiny_model_dir, spec_file, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    results = run(config(tiny_model_dir, spec_file, out))
+    for rel in ("config.yaml", "data/train.jsonl", "data/eval.jsonl", "data/samples.jsonl", "dpo/seed0/adapter",
+                "jpo/seed0/metrics.jsonl", "generations/reference.jsonl", "generations/dpo/seed0.jsonl",
+                "kl/jpo/seed0.jsonl", "judgments.jsonl", "results.json", "leaderboard.csv", "report.md",
+                "report.html", "plots/win_rate.png"):
+        assert (out / rel).exists(), rel
+    judgments = [json.loads(line) for line in (out / "judgments.jsonl").read_text().splitlines()]
+    assert len(judgments) == 3 * 3 * 3  # systems x prompts x (original + 2 variants)
+    assert sorted(s["name"] for s in results["systems"]) == ["dpo", "jpo"]
+    for s in results["systems"]:
+        assert s["wins"] + s["ties"] + s["losses"] == 3
+        assert s["kl"]["estimate"] >= 0
+    assert [(c["a"], c["b"]) for c in results["comparisons"]] == [("dpo", "jpo")]
+    assert results["comparisons"][0]["p_holm"] == pytest.approx(results["comparisons"][0]["p"])  # one comparison
+    assert set(results["timings"]) >= {"data", "train", "generate", "judge", "total"}
+
+    # a second run finds every artifact complete: no training, no generation, the same numbers
+    import prefbench.generate_stage as gen_stage
+    import prefbench.train as train_mod
+
+    def forbidden(*a, **k):
+        raise AssertionError("a completed stage was redone")
+
+    monkeypatch.setattr(train_mod, "load_base_model", forbidden)
+    monkeypatch.setattr(gen_stage, "generate", forbidden)
+    again = run(config(tiny_model_dir, spec_file, out))
+    assert again["systems"] == results["systems"] and again["comparisons"] == results["comparisons"]
+
+
+def test_a_run_directory_of_another_configuration_is_refused(tiny_model_dir, spec_file, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump({"benchmark": {"name": "other"}, "preset": "smoke"}))
+    with pytest.raises(ConfigError, match="different configuration.*benchmark"):
+        run(config(tiny_model_dir, spec_file, out))
+
+
+def test_bad_names_fail_before_any_work(tiny_model_dir, spec_file, tmp_path):
+    from prefbench.objective import ObjectiveError
+
+    with pytest.raises(ObjectiveError, match="did you mean 'jpo'"):
+        config(tiny_model_dir, spec_file, tmp_path / "r", objectives=["dpo", "jpoo"])
+    with pytest.raises(ObjectiveError, match="beta"):
+        run(config(tiny_model_dir, spec_file, tmp_path / "r", params={"dpo": {"beta": -1}}))
+    assert not (tmp_path / "r").exists()

@@ -1,0 +1,134 @@
+"""Data-parallel training under ``accelerate launch``: two processes reproduce a one-process run.
+
+Both runs see the same global batch per optimizer step (each process a contiguous half of every
+micro-batch) and DDP averages the gradients, so the per-step numbers agree up to float summation
+order. LoRA dropout is off: with it, each process would draw its own masks.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from prefbench.config import ConfigError, TrainConfig
+from prefbench.data import PreferenceRecord, write_preferences
+from prefbench.train import process_share, train
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = """import sys
+from prefbench.config import TrainConfig
+from prefbench.train import train
+train(TrainConfig.from_yaml(sys.argv[1]))
+"""
+
+
+def test_each_process_takes_an_even_share_of_every_micro_batch():
+    cfg = TrainConfig(data="x", batch_size=8, grad_accum=2)
+    assert [process_share(cfg, n) for n in (1, 2, 4)] == [4, 2, 1]
+    with pytest.raises(ConfigError, match=r"batch_size \(8\) must be divisible by grad_accum \(2\) x processes \(3\)"):
+        process_share(cfg, 3)
+
+
+@pytest.fixture()
+def prefs(tmp_path):
+    records = []
+    for i in range(6):
+        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
+        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
+    path = tmp_path / "pairs.jsonl"
+    write_preferences(records, path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_two_processes(cfg: TrainConfig, tmp_path: Path, cache: Path) -> None:
+    """``accelerate launch`` with 2 CPU processes over gloo. In accelerate 1.15 ``--cpu`` with several
+    processes needs mpirun; ``--multi_gpu`` with no visible GPU starts torchrun workers on the CPU."""
+    config, script = tmp_path / "two.yaml", tmp_path / "train_script.py"
+    cfg.save_yaml(config)
+    script.write_text(SCRIPT)
+    env = {**os.environ, "PREFBENCH_CACHE": str(cache), "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+           "--main_process_port", str(free_port()), str(script), str(config)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def settings(model_dir, data) -> dict:
+    return dict(model=str(model_dir), data=str(data), quantization="none", batch_size=4, grad_accum=2,
+                max_steps=4, lr=5e-3, warmup_steps=1, save_every=2, lora_dropout=0.0, objective="dpo")
+
+
+def assert_same_steps(a: list[dict], b: list[dict]) -> None:
+    assert [r["step"] for r in b] == [r["step"] for r in a] == [1, 2, 3, 4]
+    for ra, rb in zip(a, b):
+        assert rb["tokens"] == ra["tokens"]  # the two shares together are the whole batch
+        assert rb["lr"] == ra["lr"]  # the schedule steps once per optimizer step, not once per process
+        for key in ("loss", "accuracy", "margin", "chosen_logps", "rejected_logps", "grad_norm"):
+            assert rb[key] == pytest.approx(ra[key], abs=1e-5, rel=1e-5), (rb["step"], key)
+    assert a[-1]["loss"] < a[0]["loss"]  # it trained: the comparison is not between two idle runs
+
+
+@pytest.mark.slow
+def test_two_processes_reproduce_one_process(tiny_model_dir, prefs, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    base = settings(tiny_model_dir, prefs)
+    monkeypatch.setenv("PREFBENCH_CACHE", str(tmp_path / "cache-one"))
+    one = train(TrainConfig(**base, output_dir=str(tmp_path / "one")))
+    two = tmp_path / "two"
+    # its own reference cache, so the main process computes it and the other reads it
+    launch_two_processes(TrainConfig(**base, output_dir=str(two)), tmp_path, tmp_path / "cache-two")
+
+    # one writer: exactly one line per step, no checkpoint or temp folders left behind
+    assert sorted(p.name for p in two.iterdir()) == ["adapter", "config.yaml", "metrics.jsonl"]
+    assert_same_steps(rows(one), rows(two))
+
+    wa, wb = (load_file(out / "adapter" / "adapter_model.safetensors") for out in (one, two))
+    assert wa.keys() == wb.keys()
+    assert any(v.abs().sum() > 0 for k, v in wa.items() if "lora_B" in k)
+    for k in wa:
+        torch.testing.assert_close(wb[k], wa[k], atol=1e-5, rtol=1e-4)
+    fa, fb = (json.loads((out / "adapter" / "fingerprint.json").read_text()) for out in (one, two))
+    assert fb["joint_logps"] == pytest.approx(fa["joint_logps"], abs=1e-4)
+
+
+@pytest.mark.slow
+def test_two_processes_resume_a_one_process_checkpoint(tiny_model_dir, prefs, tmp_path, monkeypatch):
+    """Killed during step 3 (checkpoint after step 2), finished by two processes: the full run's numbers."""
+    base = settings(tiny_model_dir, prefs)
+    monkeypatch.setenv("PREFBENCH_CACHE", str(tmp_path / "cache"))
+    full = rows(train(TrainConfig(**base, output_dir=str(tmp_path / "full"))))
+    calls = {"n": 0}
+    real_step = torch.optim.AdamW.step
+
+    def dying_step(self, *a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    killed = TrainConfig(**base, output_dir=str(tmp_path / "killed"))
+    monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
+    with pytest.raises(KeyboardInterrupt):
+        train(killed)
+    monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
+    assert len(rows(tmp_path / "killed")) == 2 and (tmp_path / "killed" / "checkpoint").is_dir()
+    launch_two_processes(killed, tmp_path, tmp_path / "cache")
+    assert_same_steps(full, rows(tmp_path / "killed"))
