@@ -39,7 +39,7 @@ def test_smoke_preset_deep_merges_over_the_sections():
     assert smoke.data.max_new_tokens == quick.data.max_new_tokens == 48      # untouched keys survive
     assert smoke.eval.variants == ("typo",) and smoke.eval.prompts == 4
     assert smoke.train == {**quick.train, "max_steps": 2, "warmup_steps": 0}
-    assert quick.train["lr"] == 1.0e-4 and quick.objective_params["simpo"] == {"beta": 2.0, "gamma": 1.0}
+    assert quick.train["lr"] == 2.0e-4 and quick.objective_params["simpo"] == {"beta": 2.0, "gamma": 1.0}
 
 
 def test_deep_merge():
