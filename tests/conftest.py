@@ -43,3 +43,17 @@ def tiny_model_dir(tmp_path_factory):
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture()
+def prefs(tmp_path):
+    """A small preference file of conditional and joint pairs the tiny model can learn to separate."""
+    from prefbench.data import PreferenceRecord, write_preferences
+
+    records = []
+    for i in range(6):
+        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
+        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
+    path = tmp_path / "pairs.jsonl"
+    write_preferences(records, path)
+    return path

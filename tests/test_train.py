@@ -6,21 +6,9 @@ import pytest
 import torch
 
 from prefbench.config import ConfigError, TrainConfig
-from prefbench.data import PreferenceRecord, write_preferences
 from prefbench.train import TrainingError, batch_order, lr_lambda, train
 
 TIMING = ("tokens_per_s",)
-
-
-@pytest.fixture()
-def prefs(tmp_path):
-    records = []
-    for i in range(6):
-        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
-        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
-    path = tmp_path / "pairs.jsonl"
-    write_preferences(records, path)
-    return path
 
 
 @pytest.fixture(autouse=True)

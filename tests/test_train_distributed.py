@@ -16,7 +16,6 @@ import pytest
 import torch
 
 from prefbench.config import ConfigError, TrainConfig
-from prefbench.data import PreferenceRecord, write_preferences
 from prefbench.train import process_share, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,17 +31,6 @@ def test_each_process_takes_an_even_share_of_every_micro_batch():
     assert [process_share(cfg, n) for n in (1, 2, 4)] == [4, 2, 1]
     with pytest.raises(ConfigError, match=r"batch_size \(8\) must be divisible by grad_accum \(2\) x processes \(3\)"):
         process_share(cfg, 3)
-
-
-@pytest.fixture()
-def prefs(tmp_path):
-    records = []
-    for i in range(6):
-        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
-        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
-    path = tmp_path / "pairs.jsonl"
-    write_preferences(records, path)
-    return path
 
 
 def free_port() -> int:

@@ -25,7 +25,10 @@ import hashlib
 import re
 from collections import Counter
 from dataclasses import dataclass
-from typing import Iterable
+import random
+from typing import Any, Callable, Iterable
+
+from prefbench.tasks.base import TaskPrompt
 
 MIN_DISTINCT_WORDS = 2
 FREQ_MIN_TOKENS = 6        # below this, one repeated "the" is ordinary prose, not a loop
@@ -116,3 +119,25 @@ def split_topics(task: str, topics: Iterable[Topic], split: str) -> list[Topic]:
     ordered = sorted(topics, key=lambda t: hashlib.sha256(f"{task}/{t.name}".encode()).hexdigest())
     n_eval = round(len(ordered) * EVAL_FRACTION)
     return ordered[:n_eval] if split == "eval" else ordered[n_eval:]
+
+
+def topic_prompts(task: str, topics: list[Topic], split: str, n: int, seed: int,
+                  draw: Callable[[random.Random, Topic], tuple[str, dict[str, Any]]]) -> list[TaskPrompt]:
+    """``n`` prompts cycling through ``topics`` in a seeded order; ``draw(rng, topic)`` returns one
+    prompt's text and judge metadata and is redrawn (up to 20 times) while it repeats an earlier prompt
+    exactly. Deterministic, and a prefix of a longer list for the same seed."""
+    rng = random.Random(f"{task}/{split}/{seed}")
+    out: list[TaskPrompt] = []
+    seen: set[str] = set()
+    cycle: list[Topic] = []
+    while len(out) < n:
+        if not cycle:
+            cycle = rng.sample(topics, len(topics))
+        topic = cycle.pop()
+        for _ in range(20):
+            text, meta = draw(rng, topic)
+            if text not in seen:
+                break
+        seen.add(text)
+        out.append(TaskPrompt(id=f"{task}/{split}/{len(out):04d}", text=text, meta=meta))
+    return out

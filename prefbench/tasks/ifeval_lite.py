@@ -37,7 +37,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar
 
 from prefbench.tasks.base import TaskPrompt
-from prefbench.tasks.common import Topic, gate, split_topics, stem, words
+from prefbench.tasks.common import Topic, gate, split_topics, stem, topic_prompts, words
 from prefbench.tasks.perturb import make_variants
 
 PARTIAL_CAP = 0.5
@@ -542,26 +542,14 @@ class IfevalLite:
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
         """``n`` prompts cycling through the split's topics in a seeded order, each with its own
         request wording and constraint set; a prefix of a longer list for the same seed."""
-        topics = self.topics(split)
-        rng = random.Random(f"{self.name}/{split}/{seed}")
-        out: list[TaskPrompt] = []
-        seen: set[str] = set()
-        cycle: list[Topic] = []
-        while len(out) < n:
-            if not cycle:
-                cycle = rng.sample(topics, len(topics))
-            topic = cycle.pop()
-            for _ in range(20):   # redraw the rare exact duplicate of an earlier prompt
-                request = rng.choice(REQUESTS).format(topic=topic.name)
-                constraints = sample_constraints(rng)
-                text = " ".join([request, *(_phrase(c, rng, held_out=False) for c in constraints)])
-                if text not in seen:
-                    break
-            seen.add(text)
-            meta = {"topic": topic.name, "terms": topic.match_terms(), "request": request,
-                    "constraints": [c.to_meta() for c in constraints]}
-            out.append(TaskPrompt(id=f"{self.name}/{split}/{len(out):04d}", text=text, meta=meta))
-        return out
+        def draw(rng: random.Random, topic: Topic) -> tuple[str, dict[str, Any]]:
+            request = rng.choice(REQUESTS).format(topic=topic.name)
+            constraints = sample_constraints(rng)
+            text = " ".join([request, *(_phrase(c, rng, held_out=False) for c in constraints)])
+            return text, {"topic": topic.name, "terms": topic.match_terms(), "request": request,
+                          "constraints": [c.to_meta() for c in constraints]}
+
+        return topic_prompts(self.name, self.topics(split), split, n, seed, draw)
 
     def paraphrase(self, prompt: TaskPrompt, rng: random.Random) -> str:
         """The same request with every constraint in a held-out wording."""

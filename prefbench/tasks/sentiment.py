@@ -27,7 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 from prefbench.tasks.base import TaskPrompt
-from prefbench.tasks.common import Topic, gate, split_topics, words
+from prefbench.tasks.common import Topic, gate, split_topics, topic_prompts, words
 from prefbench.tasks.perturb import make_variants
 
 MIN_WORDS = 5
@@ -109,24 +109,12 @@ class Sentiment:
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
         """``n`` prompts cycling through the split's subjects in a seeded order; wording and audience
         vary so a subject recurs with different requests. A prefix of a longer list for the same seed."""
-        topics = self.topics(split)
-        rng = random.Random(f"{self.name}/{split}/{seed}")
-        out: list[TaskPrompt] = []
-        seen: set[str] = set()
-        cycle: list[Topic] = []
-        while len(out) < n:
-            if not cycle:
-                cycle = rng.sample(topics, len(topics))
-            topic = cycle.pop()
-            for _ in range(20):   # redraw an exact repeat while unused combinations remain likely
-                audience = rng.choice(AUDIENCES)
-                text = rng.choice(REQUESTS).format(topic=topic.name, audience=audience)
-                if text not in seen:
-                    break
-            seen.add(text)
-            meta = {"topic": topic.name, "terms": topic.match_terms(), "audience": audience}
-            out.append(TaskPrompt(id=f"{self.name}/{split}/{len(out):04d}", text=text, meta=meta))
-        return out
+        def draw(rng: random.Random, topic: Topic) -> tuple[str, dict[str, Any]]:
+            audience = rng.choice(AUDIENCES)
+            text = rng.choice(REQUESTS).format(topic=topic.name, audience=audience)
+            return text, {"topic": topic.name, "terms": topic.match_terms(), "audience": audience}
+
+        return topic_prompts(self.name, self.topics(split), split, n, seed, draw)
 
     def paraphrase(self, prompt: TaskPrompt, rng: random.Random) -> str:
         return rng.choice(HELD_OUT_REQUESTS).format(topic=prompt.meta["topic"], audience=prompt.meta["audience"])
