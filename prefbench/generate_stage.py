@@ -1,7 +1,8 @@
 """The generate stage: every system answers every eval prompt (and its robustness variants).
 
 A *system* is the reference model (the base, no adapter) or one trained adapter (``objective/seedK``).
-The base model is loaded once; adapters are attached to it one after another. Per system the stage
+The base model is loaded once (a 4-bit base dequantized once, see ``models.load_inference_model``); each adapter
+is merged into a copy of it in turn. Per system the stage
 writes ``generations/<system>.jsonl`` (greedy answers by default) and, for adapters,
 ``kl/<system>.jsonl`` (KL to the reference on policy samples of the original prompts). A system whose
 files exist is skipped, so a killed stage resumes at the system it was on.
@@ -10,7 +11,6 @@ files exist is skipped, so a killed stage resumes at the system it was on.
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,27 +49,26 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
                      quantization: str, seed: int) -> None:
     """Write the generations (and KL estimates) of every system that lacks them."""
     from prefbench.kl import response_kl
-    from prefbench.models import load_base_model, load_tokenizer
+    from prefbench.models import load_inference_model, load_tokenizer
 
     todo = [s for s in systems if not _complete(run_dir, s)]
     if not todo:
         return
     tokenizer = load_tokenizer(model)
-    policy = load_base_model(model, quantization)
+    reference = load_inference_model(model, quantization)
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
                                 batch_size=32, seed=seed)
     originals = [p for p in prompts if p.variant == "original"]
     for system in todo:
-        policy = _with_adapter(policy, system, run_dir)
-        with _reference_mode(policy) if system.objective is None else nullcontext():
-            answers = generate(policy, tokenizer, [p.text for p in prompts], greedy, desc=f"generate {system.name}")
+        policy = reference if system.objective is None else with_merged_adapter(reference, system.adapter(run_dir))
+        answers = generate(policy, tokenizer, [p.text for p in prompts], greedy, desc=f"generate {system.name}")
         if system.objective is not None:
             # samples at temperature 1 from the policy itself: the distribution the KL is about
             sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
                                          num_samples=eval_settings.kl_samples, batch_size=32, seed=seed)
             samples = generate(policy, tokenizer, [p.text for p in originals], sampled, desc=f"KL samples {system.name}")
             flat = [(p, s) for p, ss in zip(originals, samples) for s in ss]
-            kls = response_kl(policy, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
+            kls = response_kl(policy, reference, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
             write_jsonl(kl_path(run_dir, system), [{"id": p.id, "sample": s, "kl": k} for (p, s), k in zip(flat, kls)])
         write_jsonl(generations_path(run_dir, system), [
             {"system": system.name, "id": p.id, "parent": p.parent or p.id, "variant": p.variant, "prompt": p.text,
@@ -77,27 +76,18 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
         log.info("generations: %s done", system.name)
 
 
-def _complete(run_dir: Path, system: System) -> bool:
-    return generations_path(run_dir, system).exists() and (system.objective is None or kl_path(run_dir, system).exists())
+def with_merged_adapter(base, adapter: Path):
+    """A copy of ``base`` with the LoRA adapter merged into its weights (W + s·BA): the trained policy
+    with no per-step adapter cost; ``base`` itself stays the reference."""
+    import copy
 
-
-def _reference_mode(model):
-    """Adapters off (the reference is the base model), whether or not one is attached yet."""
-    return model.disable_adapter() if hasattr(model, "disable_adapter") and hasattr(model, "peft_config") else nullcontext()
-
-
-def _with_adapter(model, system: System, run_dir: Path):
-    """Attach and activate ``system``'s adapter on the shared base model (the reference needs none)."""
     from peft import PeftModel
 
-    if system.objective is None:
-        return model
-    name = system.name.replace("/", "-")
-    if isinstance(model, PeftModel):
-        model.load_adapter(str(system.adapter(run_dir)), adapter_name=name)
-        model.set_adapter(name)
-        return model
-    return PeftModel.from_pretrained(model, str(system.adapter(run_dir)), adapter_name=name)
+    return PeftModel.from_pretrained(copy.deepcopy(base), str(adapter)).merge_and_unload().eval()
+
+
+def _complete(run_dir: Path, system: System) -> bool:
+    return generations_path(run_dir, system).exists() and (system.objective is None or kl_path(run_dir, system).exists())
 
 
 def load_generations(run_dir: Path, system: System) -> list[dict]:

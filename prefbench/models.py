@@ -117,3 +117,28 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: i
     torch.manual_seed(seed)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
     return get_peft_model(model, config)
+
+
+def dequantized(model, name: str):
+    """A full-precision copy of a 4-bit model ``name``, every NF4 weight dequantized once.
+
+    bitsandbytes' 4-bit forward dequantizes each weight and multiplies in the compute dtype on every
+    call; doing the dequantization once gives the same function without that per-call cost, which
+    dominates token-by-token generation on a CPU. Inference only (the copy is frozen)."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+
+    full = load_base_model(name, "none", device=str(model.device))
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                target = full.get_submodule(module_name)
+                target.weight.copy_(dequantize_4bit(module.weight.data, module.weight.quant_state).to(target.weight.dtype))
+    return full.eval()
+
+
+def load_inference_model(name: str, quantization: str = "4bit"):
+    """The base model for generation and scoring: a 4-bit base is dequantized once (:func:`dequantized`),
+    since bitsandbytes re-dequantizes every weight on every decoding step."""
+    base = load_base_model(name, quantization)
+    return dequantized(base, name) if quantization == "4bit" else base.eval()

@@ -84,7 +84,7 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
     not given) and fills the cache.
     """
     from prefbench.generation import GenerationSettings, generate
-    from prefbench.models import cache_root, load_base_model, load_tokenizer
+    from prefbench.models import cache_root, load_inference_model, load_tokenizer
     from prefbench.tasks import get_task
 
     out_dir = Path(out_dir)
@@ -96,7 +96,7 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         prompts = task.prompts("train", spec.data.train_prompts, seed)
         t0 = time.perf_counter()
         if base_model is None:
-            base_model = load_base_model(model, quantization)
+            base_model = load_inference_model(model, quantization)
         tokenizer = tokenizer or load_tokenizer(model)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,

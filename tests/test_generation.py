@@ -41,18 +41,25 @@ def test_greedy_with_several_samples_is_refused():
 
 
 def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_computation(tiny_model_dir):
+    import copy
+
+    from prefbench.generate_stage import with_merged_adapter
     from prefbench.kl import response_kl
 
     tok = load_tokenizer(str(tiny_model_dir))
-    model = add_lora(load_base_model(str(tiny_model_dir), "none"), r=4, alpha=8, dropout=0.0, seed=0)
+    reference = load_base_model(str(tiny_model_dir), "none").eval()
+    lora = add_lora(copy.deepcopy(reference), r=4, alpha=8, dropout=0.0, seed=0)
     prompts, responses = ["Name a fruit", "red blue"], ["apple banana", "ocean"]
-    assert response_kl(model, tok, prompts, responses) == pytest.approx([0.0, 0.0], abs=1e-6)  # lora_B starts at 0
+    assert response_kl(lora, reference, tok, prompts, responses) == pytest.approx([0.0, 0.0], abs=1e-6)  # B = 0
 
     torch.manual_seed(1)
-    for name, p in model.named_parameters():
+    for name, p in lora.named_parameters():
         if "lora_B" in name:
             p.data.normal_(0, 0.5)
-    got = response_kl(model, tok, prompts, responses, batch_size=1)
+    got = response_kl(lora, reference, tok, prompts, responses, batch_size=1)
+    lora.save_pretrained(tiny_model_dir.parent / "kl-adapter")
+    merged = with_merged_adapter(reference, tiny_model_dir.parent / "kl-adapter")
+    assert response_kl(merged, reference, tok, prompts, responses) == pytest.approx(got, rel=1e-4)
 
     from prefbench.formatting import encode
 
@@ -60,9 +67,43 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
         ids, mask = encode(tok, prompt, response)
         x = torch.tensor([ids])
         with torch.no_grad():
-            lp = torch.log_softmax(model(input_ids=x).logits.double(), -1)[0]
-            with model.disable_adapter():
-                lq = torch.log_softmax(model(input_ids=x).logits.double(), -1)[0]
+            lp = torch.log_softmax(lora(input_ids=x).logits.double(), -1)[0]
+            lq = torch.log_softmax(reference(input_ids=x).logits.double(), -1)[0]
         expected = sum(float((lp[t].exp() * (lp[t] - lq[t])).sum()) for t in range(len(ids) - 1) if mask[t + 1])
         assert expected > 0.01
         assert value == pytest.approx(expected, rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
+    """A 64-wide tiny Llama (bitsandbytes' CPU 4-bit kernels need at least 64 input features)."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama-64")
+    for f in tiny_model_dir.iterdir():
+        if "token" in f.name or f.name.endswith(".jinja"):
+            shutil.copy(f, folder / f.name)
+    tok = load_tokenizer(str(folder))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def test_dequantized_copy_computes_what_the_4bit_model_computes(tiny_4bit_dir):
+    from prefbench.models import dequantized
+
+    quantized = load_base_model(str(tiny_4bit_dir), "4bit")
+    full = dequantized(quantized, str(tiny_4bit_dir))
+    assert not any("4bit" in type(m).__name__ for m in full.modules())
+    x = torch.randint(0, 200, (2, 16))
+    with torch.no_grad():
+        a, b = quantized(input_ids=x).logits, full(input_ids=x).logits
+        original = load_base_model(str(tiny_4bit_dir), "none")(input_ids=x).logits
+    quantization_error = (original - a).abs().max()
+    assert quantization_error > 1e-3                      # NF4 really changed the weights ...
+    assert (a - b).abs().max() < 0.1 * quantization_error  # ... and the copy carries that change, not the originals
