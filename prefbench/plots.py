@@ -153,7 +153,7 @@ def training_curves(metrics: dict[str, list[list[dict]]], colours: dict[str, str
     scales (IPO's squared error vs DPO's log-sigmoid), so the loss axis goes logarithmic when they
     span more than a factor 30."""
     longest = max((len(records) for runs in metrics.values() for records in runs), default=1)
-    window = max(1, round(longest / 25)) | 1  # odd, so the average stays centred on its step
+    window = max(1, round(longest ** 0.5 / 2)) | 1  # ~3 steps of 20, 7 of 200; odd, so it stays centred
     fig = Figure(figsize=(12.5, 4.3), layout="constrained")
     axes = fig.subplots(1, 3)
     for ax, (key, label, scale) in zip(axes, CURVES):
