@@ -366,7 +366,17 @@ def _comparisons(results: dict) -> str:
             for c in results.get("comparisons") or []]
     header = ["comparison (a − b)", "difference in win rate (CI)", "p", f"p ({c_name.capitalize()})",
               f"significant after {c_name.capitalize()}"]
-    return _table(header, rows) if rows else ""
+    if not rows:
+        return ""
+    seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
+    method = ("two-level bootstrap over seeds and prompts (paired on prompts)" if seeded
+              else "paired bootstrap over prompts")
+    test = "the same bootstrap, shifted to the null" if seeded else "paired sign-flip permutation test"
+    note = (f"\n*CI*: per-comparison {round(100 * results.get('confidence', 0.95))}% interval ({method}), "
+            f"not adjusted for the {len(rows)} comparisons; *p*: {test}. Only "
+            f"*significant after {c_name.capitalize()}* accounts for multiplicity, so an interval that excludes 0 "
+            f"next to \"no\" is not evidence of a difference.\n")
+    return _table(header, rows) + note
 
 
 def _robustness_table(results: dict) -> str:
