@@ -1,8 +1,8 @@
 """The judge and stats stages: generations -> ``judgments.jsonl`` -> ``results.json`` + ``leaderboard.csv``.
 
 Unit of analysis: the prompt. Every system's answer to every eval prompt (and robustness variant)
-is compared with the reference model's answer to the same prompt: win 1, tie 0.5, loss 0, identical
-answers tie. A pointwise judge (the benchmark's verifier or lexicon reward, a reward model) scores
+is compared with the reference model's answer to the same prompt (and, when the eval prompts carry gold
+responses in ``meta["gold"]``, with those too): win 1, tie 0.5, loss 0, identical answers tie. A pointwise judge (the benchmark's verifier or lexicon reward, a reward model) scores
 each answer and the higher score wins; a pairwise judge (an LLM) is asked in both orders and an
 order-inconsistent verdict is a tie. Statistics come from ``prefbench.stats``: BCa intervals over
 prompts (hierarchical over seeds then prompts when there are several seeds), paired differences
@@ -29,35 +29,42 @@ from prefbench.tasks.base import TaskPrompt
 CONFIDENCE = 0.95
 
 
-def judge_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge) -> list[dict]:
-    """One judgment per (system, prompt): its score and its outcome against the reference."""
+def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, baseline_name: str,
+                  baseline: dict[str, str]) -> list[dict]:
+    """One judgment per (system, prompt in ``baseline``): the answer's score and its outcome against the
+    baseline's text for that prompt (the reference model's answers, or gold responses)."""
     by_id = {p.id: p for p in prompts}
+    ids = [p.id for p in prompts if p.id in baseline]
     gens = {s.name: {g["id"]: g for g in load_generations(run_dir, s)} for s in systems}
-    ref = gens[REFERENCE]
     rows: list[dict] = []
-    if hasattr(judge, "score_many"):  # pointwise: score every answer once, compare scores
-        keys = [(s.name, pid) for s in systems for pid in by_id]
-        scores = judge.score_many([(by_id[pid], gens[name][pid]["response"]) for name, pid in keys])
-        score = dict(zip(keys, scores))
-        for name, pid in keys:
-            same = gens[name][pid]["response"] == ref[pid]["response"]
-            outcome = 0.5 if same else score_outcome(score[(name, pid)], score[(REFERENCE, pid)])
-            rows.append(_judgment(gens[name][pid], score[(name, pid)], score[(REFERENCE, pid)], outcome))
+    if hasattr(judge, "score_many"):  # pointwise: score every answer, the higher score wins
+        base = dict(zip(ids, judge.score_many([(by_id[i], baseline[i]) for i in ids])))
+        keys = [(name, i) for name in gens for i in ids]
+        for (name, i), score in zip(keys, judge.score_many([(by_id[i], gens[name][i]["response"]) for name, i in keys])):
+            same = gens[name][i]["response"] == baseline[i]
+            rows.append(_judgment(gens[name][i], baseline_name, score, base[i],
+                                  0.5 if same else score_outcome(score, base[i])))
         return rows
-    cache = JudgmentCache(Path(run_dir) / "judge_cache.jsonl")
-    for s in systems:
-        if s.name == REFERENCE:
-            rows += [_judgment(g, 0.5, 0.5, 0.5) for g in gens[s.name].values()]
-            continue
-        items = [(by_id[pid].text, gens[s.name][pid]["response"], ref[pid]["response"]) for pid in by_id]
-        for pid, j in zip(by_id, judge_many(judge, items, cache)):
-            rows.append({**_judgment(gens[s.name][pid], j.score, 1 - j.score, j.score), "pair": j.to_json()})
+    cache = JudgmentCache(Path(run_dir) / "judge_cache.jsonl")  # pairwise: both orders, identical answers tie
+    for name in gens:
+        items = [(by_id[i].text, gens[name][i]["response"], baseline[i]) for i in ids]
+        for i, j in zip(ids, judge_many(judge, items, cache)):
+            rows.append({**_judgment(gens[name][i], baseline_name, j.score, 1 - j.score, j.score), "pair": j.to_json()})
     return rows
 
 
-def _judgment(gen: dict, score: float, baseline_score: float, outcome: float) -> dict:
-    return {"system": gen["system"], "id": gen["id"], "parent": gen["parent"], "variant": gen["variant"],
-            "score": score, "baseline_score": baseline_score, "outcome": outcome, "words": gen["words"]}
+def gold_responses(prompts: list[TaskPrompt]) -> dict[str, str]:
+    """Gold responses of the original eval prompts (``meta["gold"]``), when every one has one."""
+    originals = [p for p in prompts if p.variant == "original"]
+    if originals and all(isinstance(p.meta.get("gold"), str) for p in originals):
+        return {p.id: p.meta["gold"] for p in originals}
+    return {}
+
+
+def _judgment(gen: dict, baseline: str, score: float, baseline_score: float, outcome: float) -> dict:
+    return {"system": gen["system"], "baseline": baseline, "id": gen["id"], "parent": gen["parent"],
+            "variant": gen["variant"], "score": score, "baseline_score": baseline_score, "outcome": outcome,
+            "words": gen["words"]}
 
 
 class _Table:
@@ -88,6 +95,8 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     columns = ["original"] + sorted({p.variant for p in prompts} - {"original"},
                                     key=lambda v: [p.variant for p in prompts].index(v))
     has_variants = len(columns) > 1
+    gold_rows = [r for r in rows if r["baseline"] == "gold"]
+    rows = [r for r in rows if r["baseline"] == REFERENCE]
     ref_rows = [r for r in rows if r["system"] == REFERENCE]
     ref = _Table(ref_rows, parents, columns, [REFERENCE])
     pointwise = meta["judge"]["kind"] == "pointwise"
@@ -95,7 +104,8 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
                              "mean_length": float(np.nanmean(ref.words[:, :, 0])),
-                             "robustness": ref.robustness(columns, False) if has_variants and pointwise else None},
+                             "robustness": ref.robustness(columns, False) if has_variants and pointwise else None,
+                             "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents)},
                "systems": [], "comparisons": []}
     outcomes: dict[str, np.ndarray] = {}
     objectives = list(dict.fromkeys(s.objective for s in systems if s.objective))
@@ -121,6 +131,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             "mean_length": float(np.nanmean(table.words[:, :, 0])),
             "robustness": table.robustness(columns, True) if has_variants else None,
             "kl": table.interval(kl).to_json() if kl is not None else None,
+            "vs_gold": _vs_gold(gold_rows, [s.name for s in members], parents),
             "training": [{"seed": s.seed, "metrics": f"{s.name}/metrics.jsonl"} for s in members],
         })
     comparisons = []
@@ -137,6 +148,17 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     results["comparisons"] = comparisons
     results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
     return results
+
+
+def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dict | None:
+    """Win rate (CI) and W/T/L of a system's answers against the gold responses, or None without gold."""
+    mine = [r for r in gold_rows if r["system"] in names]
+    if not mine:
+        return None
+    table = _Table(mine, parents, ["original"], names)
+    flat = table.outcome[:, :, 0].ravel()
+    return {"win_rate": table.interval(table.outcome[:, :, 0]).to_json(), "wins": int((flat == 1).sum()),
+            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum())}
 
 
 def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
@@ -177,7 +199,11 @@ def _r(x) -> object:
 def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict) -> dict:
     """Judge, compute statistics, write ``judgments.jsonl``, ``results.json`` and ``leaderboard.csv``."""
     run_dir = Path(run_dir)
-    rows = judge_systems(run_dir, systems, prompts, judge)
+    reference = {g["id"]: g["response"] for g in load_generations(run_dir, System(REFERENCE))}
+    rows = judge_against(run_dir, systems, prompts, judge, REFERENCE, reference)
+    gold = gold_responses(prompts)
+    if gold:
+        rows += judge_against(run_dir, systems, prompts, judge, "gold", gold)
     if not hasattr(judge, "score_many"):
         from prefbench.judges import PairJudgment
 

@@ -328,25 +328,35 @@ def _leaderboard(results: dict) -> str:
     header = ["system", "hyperparameters", "seeds", "win rate vs reference (CI)", "vs ref", "W/T/L", "LC win rate",
               "mean score (CI)", "mean length (words)", "robustness drop (CI)", "KL, nats (CI)"]
     rows = []
+    ref = results.get("reference") or {}
+    gold = any(s.get("vs_gold") for s in [*results["systems"], ref])
+    if gold:
+        header.insert(4, "win rate vs gold (CI)")
     for s in _ranked(results["systems"]):
         rob = s.get("robustness") or {}
         wtl = [s.get(k) for k in ("wins", "ties", "losses")]
         verdict = _verdict(s["win_rate"])
-        rows.append([s["name"], _setup(s), _seed_list(s),
-                     fmt_win_rate(s["win_rate"]), f"**{verdict}**" if verdict else "n.s.",
+        rows.append([s["name"], _setup(s), _seed_list(s), fmt_win_rate(s["win_rate"]),
+                     *([_vs_gold(s)] if gold else []), f"**{verdict}**" if verdict else "n.s.",
                      DASH if None in wtl else "/".join(str(v) for v in wtl),
                      fmt_number(s.get("lc_win_rate"), 1, 100, "%"), fmt_interval(s.get("mean_score")),
                      fmt_number(s.get("mean_length")), fmt_interval(rob.get("drop"), signed=True),
                      fmt_interval(s.get("kl"), digits=2)])
-    ref = results.get("reference") or {}
     rob = ref.get("robustness") or {}
     rows.append([_reference_label(results), "base model", DASH, _reference_win_rate(results),
+                 *([_vs_gold(ref)] if gold else []),
                  DASH, DASH, DASH, fmt_interval(ref.get("mean_score")), fmt_number(ref.get("mean_length")),
                  fmt_interval(rob.get("drop"), signed=True), "0"])
     return (_table(header, rows, numeric_from=3)
             + "\n*vs ref*: **better**/**worse** when the win-rate interval excludes 50%, *n.s.* when it does not. "
               "Win rate counts ties as half. *Robustness drop*: score on original prompts minus the mean over "
               "variants (positive: less robust). *KL*: KL(policy ‖ reference) per response.\n")
+
+
+def _vs_gold(s: dict) -> str:
+    """Win rate against the gold responses with its interval and W/T/L."""
+    g = s.get("vs_gold")
+    return f"{fmt_win_rate(g['win_rate'])} ({g['wins']}/{g['ties']}/{g['losses']})" if g else DASH
 
 
 def _reference_label(results: dict) -> str:

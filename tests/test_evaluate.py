@@ -94,3 +94,35 @@ def test_a_position_biased_pairwise_judge_gives_all_ties(tmp_path):
         assert s["mean_score"] is None
     diag = results["judge"]["diagnostics"]
     assert diag["position_consistency"] == 0.0 and diag["first_slot_win_rate"] == 1.0
+
+
+def test_win_rate_against_gold_responses_when_the_prompts_carry_them(tmp_path):
+    gold = ["a b", "a b c d", "x y z", "a"]
+    prompts = [TaskPrompt(p.id, p.text, {"gold": g}) for p, g in zip(PROMPTS[:4], gold)] + PROMPTS[4:]
+    write(tmp_path, ANSWERS)
+    results = evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), prompts, LengthJudge(), META)
+    by = {s["name"]: s for s in results["systems"]}
+    # dpo originals "a b c", "a b c", "a b", "a" (3,3,2,1 words) vs gold (2,4,3,1): win, loss, loss, identical tie
+    assert (by["dpo"]["vs_gold"]["wins"], by["dpo"]["vs_gold"]["ties"], by["dpo"]["vs_gold"]["losses"]) == (1, 1, 2)
+    assert by["dpo"]["vs_gold"]["win_rate"]["estimate"] == pytest.approx(1.5 / 4)
+    # jpo: 3 words everywhere vs (2,4,3,1): win, loss, tie on equal scores (different text), win
+    assert by["jpo"]["vs_gold"]["win_rate"]["estimate"] == pytest.approx(2.5 / 4)
+    # the reference "a b" (2 words): tie with "a b" (identical), loss, loss, win
+    assert results["reference"]["vs_gold"]["win_rate"]["estimate"] == pytest.approx(1.5 / 4)
+    # the comparison against the reference is unchanged by the extra baseline
+    assert by["dpo"]["win_rate"]["estimate"] == pytest.approx(0.625)
+    without = evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), PROMPTS, LengthJudge(), META)
+    assert all(s["vs_gold"] is None for s in without["systems"])
+
+
+def test_the_report_shows_the_gold_column_only_when_there_is_gold(tmp_path):
+    from prefbench.report import render_report
+
+    gold = ["a b", "a b c d", "x y z", "a"]
+    prompts = [TaskPrompt(p.id, p.text, {"gold": g}) for p, g in zip(PROMPTS[:4], gold)] + PROMPTS[4:]
+    write(tmp_path, ANSWERS)
+    evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), prompts, LengthJudge(), META)
+    md = render_report(tmp_path)[0].read_text()
+    assert "win rate vs gold (CI)" in md and "37.5% [" in md and "(1/1/2)" in md
+    evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), PROMPTS, LengthJudge(), META)
+    assert "vs gold" not in render_report(tmp_path)[0].read_text()
