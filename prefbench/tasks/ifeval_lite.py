@@ -37,8 +37,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, Callable, ClassVar
 
 from prefbench.tasks.base import TaskPrompt
-from prefbench.tasks.common import Topic, gate, split_topics, stem, topic_prompts, words
-from prefbench.tasks.perturb import make_variants
+from prefbench.tasks.common import Topic, gate, stem, topic_prompts, words
+from prefbench.tasks.topic_task import TopicTask
 
 PARTIAL_CAP = 0.5
 HELD_OUT_PHRASINGS = 1
@@ -531,13 +531,12 @@ TOPICS = (
 )
 
 
-class IfevalLite:
+class IfevalLite(TopicTask):
     """The default benchmark task; see the module docstring for the score."""
 
     name = "ifeval-lite"
 
-    def topics(self, split: str) -> list[Topic]:
-        return split_topics(self.name, TOPICS, split)
+    TOPICS = TOPICS
 
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
         """``n`` prompts cycling through the split's topics in a seeded order, each with its own
@@ -555,12 +554,6 @@ class IfevalLite:
         """The same request with every constraint in a held-out wording."""
         constraints = [constraint_from_meta(d) for d in prompt.meta["constraints"]]
         return " ".join([prompt.meta["request"], *(_phrase(c, rng, held_out=True) for c in constraints)])
-
-    def variants(self, prompt: TaskPrompt, seed: int) -> list[TaskPrompt]:
-        return make_variants(prompt, seed, lambda rng: self.paraphrase(prompt, rng))
-
-    def score(self, prompt: TaskPrompt, response: str) -> float:
-        return self.score_details(prompt, response)["score"]
 
     def score_details(self, prompt: TaskPrompt, response: str) -> dict[str, Any]:
         factor, flags = gate(response, prompt.meta["terms"])

@@ -27,8 +27,8 @@ from functools import lru_cache
 from typing import Any
 
 from prefbench.tasks.base import TaskPrompt
-from prefbench.tasks.common import Topic, gate, split_topics, topic_prompts, words
-from prefbench.tasks.perturb import make_variants
+from prefbench.tasks.common import Topic, gate, topic_prompts, words
+from prefbench.tasks.topic_task import TopicTask
 
 MIN_WORDS = 5
 SALAD_SHARE = 0.5
@@ -98,13 +98,12 @@ def _analyzer():
     return SentimentIntensityAnalyzer()
 
 
-class Sentiment:
+class Sentiment(TopicTask):
     """Positive-sentiment generation with a VADER gold reward; see the module docstring."""
 
     name = "sentiment"
 
-    def topics(self, split: str) -> list[Topic]:
-        return split_topics(self.name, TOPICS, split)
+    TOPICS = TOPICS
 
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
         """``n`` prompts cycling through the split's subjects in a seeded order; wording and audience
@@ -118,12 +117,6 @@ class Sentiment:
 
     def paraphrase(self, prompt: TaskPrompt, rng: random.Random) -> str:
         return rng.choice(HELD_OUT_REQUESTS).format(topic=prompt.meta["topic"], audience=prompt.meta["audience"])
-
-    def variants(self, prompt: TaskPrompt, seed: int) -> list[TaskPrompt]:
-        return make_variants(prompt, seed, lambda rng: self.paraphrase(prompt, rng))
-
-    def score(self, prompt: TaskPrompt, response: str) -> float:
-        return self.score_details(prompt, response)["score"]
 
     def score_details(self, prompt: TaskPrompt, response: str) -> dict[str, Any]:
         factor, flags = gate(response, prompt.meta["terms"])
