@@ -105,9 +105,25 @@ def load_base_model(name: str, quantization: str = "4bit", device: str | None = 
     model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), **kwargs)
     if quantization == "none":
         model.to(device)
+    else:
+        _never_repack_4bit_weights(model)
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+def _never_repack_4bit_weights(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight in place, for a faster kernel, the
+    first time the layer runs in eval mode without gradients. From then on every forward, training ones
+    included, runs in that kernel's lower precision, and backward passes dequantize the repacked weight as
+    if it had the original layout, so input gradients are wrong. Reference log-probs are computed in
+    exactly that mode, before training: one repacking would make the reference differ from the initial
+    policy and corrupt the training that follows in the same process. So the layout never changes."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: int = 0):

@@ -30,7 +30,7 @@ from prefbench.tasks.base import TaskPrompt
 log = logging.getLogger("prefbench")
 
 DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
-_VERSION = 1  # bump when the pairing rules change, so old caches are not reused
+_VERSION = 2  # bump when pairing or sampling changes, so old caches are not reused
 
 
 def conditional_pairs(prompt: TaskPrompt, answers: list[tuple[str, float]], min_gap: float, max_pairs: int

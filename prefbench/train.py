@@ -213,7 +213,9 @@ def train(cfg: TrainConfig) -> Path:
     device = accelerator.device
     model = add_lora(load_base_model(cfg.model, cfg.quantization, str(device)), cfg.lora_r, cfg.lora_alpha,
                      cfg.lora_dropout, cfg.seed)
-    ref_key = {"model": resolve_model_path(cfg.model), "quantization": cfg.quantization, "max_length": cfg.max_length,
+    # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
+    ref_key = {"version": 2, "model": resolve_model_path(cfg.model), "quantization": cfg.quantization,
+               "max_length": cfg.max_length,
                "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
     # the main process of each machine fills the cache; the others then read it instead of recomputing
     with accelerator.local_main_process_first():

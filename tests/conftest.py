@@ -57,3 +57,25 @@ def prefs(tmp_path):
     path = tmp_path / "pairs.jsonl"
     write_preferences(records, path)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
+    """A 64-wide tiny Llama (bitsandbytes' CPU 4-bit kernels need at least 64 input features)."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = tmp_path_factory.mktemp("tiny-llama-64")
+    for f in tiny_model_dir.iterdir():
+        if "token" in f.name or f.name.endswith(".jinja"):
+            shutil.copy(f, folder / f.name)
+    from prefbench.models import load_tokenizer
+
+    tok = load_tokenizer(str(folder))
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

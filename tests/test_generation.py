@@ -74,26 +74,6 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
         assert value == pytest.approx(expected, rel=1e-4)
 
 
-@pytest.fixture(scope="module")
-def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
-    """A 64-wide tiny Llama (bitsandbytes' CPU 4-bit kernels need at least 64 input features)."""
-    import shutil
-
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    folder = tmp_path_factory.mktemp("tiny-llama-64")
-    for f in tiny_model_dir.iterdir():
-        if "token" in f.name or f.name.endswith(".jinja"):
-            shutil.copy(f, folder / f.name)
-    tok = load_tokenizer(str(folder))
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
-
-
 def test_dequantized_copy_computes_what_the_4bit_model_computes(tiny_4bit_dir):
     from prefbench.models import dequantized
 

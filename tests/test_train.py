@@ -151,3 +151,29 @@ def test_bad_objective_parameter_fails_before_loading(tmp_path):
 
     with pytest.raises(ObjectiveError, match="parameter 'beta' must be > 0"):
         train(TrainConfig(data="x", objective="dpo", objective_params={"beta": -1.0}, output_dir=str(tmp_path)))
+
+
+def test_a_no_grad_eval_forward_leaves_the_4bit_model_and_its_gradients_unchanged(tiny_4bit_dir):
+    """bitsandbytes would repack 4-bit CPU weights in place on the first eval/no-grad forward (how reference
+    log-probs are computed), changing later training forwards and corrupting their gradients."""
+    from prefbench.logprobs import model_sequence_logprobs
+    from prefbench.models import add_lora, load_base_model
+
+    model = add_lora(load_base_model(str(tiny_4bit_dir), "4bit"), r=4, alpha=8, dropout=0.0)
+    ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))
+    ones = torch.ones_like(ids)
+
+    def policy_and_grads():
+        model.train()
+        model.zero_grad()
+        out = model_sequence_logprobs(model, ids, ones, ones)
+        out.response_logps.sum().backward()
+        return out.response_logps.detach(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+    before, g_before = policy_and_grads()
+    model.eval()
+    with torch.no_grad(), model.disable_adapter():
+        reference = model_sequence_logprobs(model, ids, ones, ones).response_logps
+    after, g_after = policy_and_grads()
+    assert torch.equal(reference, before)  # untrained adapter: reference == policy, so DPO starts at ln 2
+    assert torch.equal(after, before) and torch.equal(g_after, g_before)
