@@ -139,8 +139,8 @@ def dequantized(model, name: str):
     """A full-precision copy of a 4-bit model ``name``, every NF4 weight dequantized once.
 
     bitsandbytes' 4-bit forward dequantizes each weight and multiplies in the compute dtype on every
-    call; doing the dequantization once gives the same function without that per-call cost, which
-    dominates token-by-token generation on a CPU. Inference only (the copy is frozen)."""
+    call; doing the dequantization once gives the same function (identical logits in the tests) without
+    that per-call cost, which dominates token-by-token generation on a CPU. Inference only."""
     import bitsandbytes as bnb
     from bitsandbytes.functional import dequantize_4bit
 
