@@ -140,7 +140,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Re-judge an existing run (e.g. with another judge) and recompute its statistics."""
     import yaml
 
-    from prefbench.evaluate import evaluate
+    from prefbench.evaluate import evaluate, judge_info
     from prefbench.generate_stage import systems_for
     from prefbench.judges import make_judge
     from prefbench.run import summary_table
@@ -158,8 +158,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     prompts = [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
     meta = {"benchmark": config["benchmark"]["name"], "preset": config["preset"], "model": config["model"],
             "params": config["objective_params"],
-            "judge": {"name": judge.name, "kind": "pointwise" if hasattr(judge, "score_many") else "pairwise",
-                      "diagnostics": None}}
+            "judge": judge_info(judge)}
     results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta)
     print(summary_table(results))
     return 0

@@ -29,6 +29,12 @@ from prefbench.tasks.base import TaskPrompt
 CONFIDENCE = 0.95
 
 
+def judge_info(judge) -> dict:
+    """The judge's entry in results.json; pairwise diagnostics are filled in by :func:`evaluate`."""
+    return {"name": judge.name, "kind": "pointwise" if hasattr(judge, "score_many") else "pairwise",
+            "diagnostics": None}
+
+
 def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, baseline_name: str,
                   baseline: dict[str, str]) -> list[dict]:
     """One judgment per (system, prompt in ``baseline``): the answer's score and its outcome against the

@@ -14,7 +14,6 @@ different configuration is refused rather than mixed.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -126,7 +125,7 @@ def run(cfg: RunConfig) -> dict:
     """Run every stage that is not complete yet; returns results.json's content."""
     from tqdm.auto import tqdm
 
-    from prefbench.evaluate import evaluate
+    from prefbench.evaluate import evaluate, judge_info
     from prefbench.generate_stage import generate_systems, systems_for
     from prefbench.judges import make_judge
     from prefbench.onpolicy import build_data
@@ -175,8 +174,7 @@ def run(cfg: RunConfig) -> dict:
 
         overall.set_postfix_str("judge")
         meta = {"benchmark": spec.name, "preset": cfg.preset, "model": cfg.model, "params": params,
-                "judge": {"name": judge.name, "kind": "pointwise" if hasattr(judge, "score_many") else "pairwise",
-                          "diagnostics": None}}
+                "judge": judge_info(judge)}
         results = timed("judge", lambda: evaluate(run_dir, systems, prompts, judge, meta))
         overall.update()
 
