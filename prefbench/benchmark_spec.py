@@ -36,10 +36,24 @@ class BenchmarkError(ValueError):
     """A problem with a benchmark spec, located by file (and preset) and key."""
 
 
+DATA_SOURCES = ("onpolicy", "release", "summarize_from_feedback", "hh-rlhf")
+BASELINES = ("reference", "gold")
+
+
 @dataclass(frozen=True)
 class DataSettings:
-    """On-policy preference data: sample from the reference model, score with the gold judge, pair."""
+    """Where the training pairs come from.
 
+    ``onpolicy`` (embedded tasks): sample the reference model, score with the task's own judge, pair.
+    ``release``: the JPO release's conditional and/or joint rankings (``kinds``) of the task;
+    ``summarize_from_feedback`` (tldr) and ``hh-rlhf`` (hh-helpful): human conditional comparisons.
+    ``location`` is the hub id or a local copy (empty: the source's hub id).
+    """
+
+    source: str = "onpolicy"
+    location: str = ""
+    kinds: str = "both"                 # dataset sources: conditional | joint | both (the paper's setup)
+    max_pairs: int = 0                  # dataset sources: a seeded sample of at most this many pairs (0: all)
     train_prompts: int = 96
     samples_per_prompt: int = 4
     temperature: float = 1.0
@@ -57,6 +71,11 @@ class EvalSettings:
     do_sample: bool = False
     variants: tuple[str, ...] = ("paraphrase", "typo", "case", "distractor")
     kl_samples: int = 1                 # policy samples per eval prompt for the KL estimate
+    baseline: str = "reference"         # what every answer is judged against: the reference model's answer, or
+                                        # the gold response of a data-backed task (the JPO paper's metric)
+    location: str = ""                  # data-backed tasks: where the test items are read (empty: data.location
+                                        # when data.source is release, else the release's hub id)
+    judge_prompts: str = "general"      # the template a pairwise judge renders: general, summarization, dialogue
 
 
 @dataclass(frozen=True)
@@ -69,7 +88,21 @@ class BenchmarkSpec:
     eval: EvalSettings
     train: dict[str, Any] = field(default_factory=dict)                 # TrainConfig overrides
     objective_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    model: str = ""                                                    # the benchmark's default model (empty: embedded)
     source: str = ""                                                   # the file it was read from
+
+    @property
+    def eval_location(self) -> str:
+        """Where a data-backed task reads its eval items (see :class:`EvalSettings`)."""
+        if self.eval.location:
+            return self.eval.location
+        return self.data.location if self.data.source == "release" else ""
+
+    def make_task(self):
+        """The benchmark's task; a data-backed one reads its eval items from :attr:`eval_location`."""
+        from prefbench.tasks import get_task, is_data_backed
+
+        return get_task(self.task, self.eval_location if is_data_backed(self.task) else "")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready values (for the run's config record)."""
@@ -79,7 +112,9 @@ class BenchmarkSpec:
 
 
 _SECTIONS = {"data": DataSettings, "eval": EvalSettings}
-_TOP_KEYS = ("name", "task", "description", "data", "eval", "train", "objective_params", "presets")
+_TOP_KEYS = ("name", "task", "description", "model", "data", "eval", "train", "objective_params", "presets")
+# the dataset a human-comparison source holds, and the one kind of pair it has
+_SOURCE_TASK = {"summarize_from_feedback": "tldr", "hh-rlhf": "hh-helpful"}
 
 
 def _suggest(key: str, choices) -> str:
@@ -165,9 +200,44 @@ def _validate_data(d: DataSettings, where: str) -> None:
         raise BenchmarkError(f"{where}.top_p must be in (0, 1], got {d.top_p}")
     if not 0 <= d.min_gap < 1:
         raise BenchmarkError(f"{where}.min_gap must be in [0, 1), got {d.min_gap}")
-    for key in ("max_pairs_per_prompt", "joint_pairs_per_prompt"):
+    for key in ("max_pairs_per_prompt", "joint_pairs_per_prompt", "max_pairs"):
         if getattr(d, key) < 0:
             raise BenchmarkError(f"{where}.{key} must be >= 0, got {getattr(d, key)}")
+    _choice(d.source, DATA_SOURCES, f"{where}.source")
+    _choice(d.kinds, ("conditional", "joint", "both"), f"{where}.kinds")
+
+
+def _choice(value: str, choices, where: str) -> None:
+    if value not in choices:
+        raise BenchmarkError(f"{where}: unknown value '{value}'{_suggest(value, choices)}; choose one of "
+                             f"{', '.join(choices)}")
+
+
+def _validate_task_fit(task: str, d: DataSettings, e: EvalSettings, where: str) -> None:
+    """The data source, baseline and variants must be ones the task can provide."""
+    from prefbench.tasks import get_task, is_data_backed
+
+    backed = is_data_backed(task)
+    if d.source == "onpolicy" and backed:
+        raise BenchmarkError(f"{where}: data.source: task '{task}' has no scorer to rank on-policy samples; use "
+                             f"release{' or ' + next(k for k, v in _SOURCE_TASK.items() if v == task)}")
+    if d.source == "release" and not backed:
+        raise BenchmarkError(f"{where}: data.source: the JPO release has no data for task '{task}' (it has tldr "
+                             "and hh-helpful); embedded tasks use onpolicy")
+    if d.source in _SOURCE_TASK:
+        if _SOURCE_TASK[d.source] != task:
+            raise BenchmarkError(f"{where}: data.source: {d.source} holds {_SOURCE_TASK[d.source]} data, "
+                                 f"not {task}")
+        if d.kinds != "conditional":
+            raise BenchmarkError(f"{where}: data.kinds: {d.source} holds conditional comparisons only; set "
+                                 "kinds: conditional (joint pairs come from the release or prefbench acquire)")
+    if e.baseline == "gold" and not backed:
+        raise BenchmarkError(f"{where}: eval.baseline: task '{task}' has no gold responses; use reference")
+    supported = getattr(get_task(task), "variant_kinds", VARIANT_KINDS[1:])
+    for v in e.variants:
+        if v not in supported:
+            raise BenchmarkError(f"{where}: eval.variants: task '{task}' has no '{v}' variant; it has "
+                                 f"{', '.join(supported)}")
 
 
 def _validate_eval(e: EvalSettings, where: str) -> None:
@@ -181,6 +251,10 @@ def _validate_eval(e: EvalSettings, where: str) -> None:
         if v not in kinds:
             raise BenchmarkError(f"{where}.variants: unknown variant '{v}'{_suggest(v, kinds)}; "
                                  f"known: {', '.join(kinds)}")
+    from prefbench.judges.templates import JUDGE_PROMPTS
+
+    _choice(e.baseline, BASELINES, f"{where}.baseline")
+    _choice(e.judge_prompts, tuple(JUDGE_PROMPTS), f"{where}.judge_prompts")
 
 
 def _validate_train(train: Any, where: str) -> dict[str, Any]:
@@ -224,8 +298,10 @@ def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, f
     return out
 
 
-def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET) -> BenchmarkSpec:
-    """A validated spec from a parsed YAML document with ``preset`` applied."""
+def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
+               ) -> BenchmarkSpec:
+    """A validated spec from a parsed YAML document with ``preset`` applied, then ``overrides``
+    (nested mappings, e.g. from ``--set data.location=...``)."""
     if not isinstance(doc, dict):
         raise BenchmarkError(f"{source}: expected a mapping with name, task, data, eval, train, ...")
     _check_keys(doc, _TOP_KEYS, source)
@@ -236,12 +312,16 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET) -> Benchmark
     if preset not in presets:
         raise BenchmarkError(f"{source}: unknown preset '{preset}'{_suggest(preset, presets)}; "
                              f"presets: {', '.join(presets)}")
-    overrides = presets[preset] or {}
+    chosen = presets[preset] or {}
     where = f"{source} (preset '{preset}')"
-    if not isinstance(overrides, dict):
-        raise BenchmarkError(f"{where}: expected a mapping of overrides, got {overrides!r}")
-    _check_keys(overrides, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
-    merged = deep_merge({k: v for k, v in doc.items() if k != "presets"}, overrides)
+    if not isinstance(chosen, dict):
+        raise BenchmarkError(f"{where}: expected a mapping of overrides, got {chosen!r}")
+    _check_keys(chosen, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
+    merged = deep_merge({k: v for k, v in doc.items() if k != "presets"}, chosen)
+    if overrides:
+        where += " with --set " + ", ".join(_dotted(overrides))
+        _check_keys(overrides, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
+        merged = deep_merge(merged, overrides)
     for key in ("name", "task"):
         if not isinstance(merged.get(key), str) or not merged[key].strip():
             raise BenchmarkError(f"{source}: '{key}' is required (a non-empty string)")
@@ -252,6 +332,10 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET) -> Benchmark
     _validate_data(data, f"{where}: data")
     evaluation = _section(EvalSettings, merged.get("eval"), f"{where}: eval")
     _validate_eval(evaluation, f"{where}: eval")
+    _validate_task_fit(merged["task"], data, evaluation, where)
+    model = merged.get("model") or ""
+    if not isinstance(model, str):
+        raise BenchmarkError(f"{where}: model: expected a hub id or a path, got {model!r}")
     return BenchmarkSpec(
         name=merged["name"],
         task=merged["task"],
@@ -261,6 +345,7 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET) -> Benchmark
         eval=evaluation,
         train=_validate_train(merged.get("train"), f"{where}: train"),
         objective_params=_validate_objective_params(merged.get("objective_params"), f"{where}: objective_params"),
+        model=model,
         source=source,
     )
 
@@ -285,21 +370,45 @@ def _read(text: str, source: str) -> Any:
         raise BenchmarkError(f"{source}: not valid YAML: {exc}") from None
 
 
-def load_benchmark(name_or_path: str, preset: str = DEFAULT_PRESET) -> BenchmarkSpec:
-    """A shipped spec by name (``ifeval-lite``) or a YAML file by path, with ``preset`` applied."""
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["data.location=/x", "train.max_steps=5"]`` -> nested overrides; values are read as YAML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise BenchmarkError(f"--set takes section.key=value (e.g. train.max_steps=5), got {item!r}")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise BenchmarkError(f"--set {item!r} conflicts with another --set of {part!r}")
+        node[parts[-1]] = _read(value, f"--set {item!r}")
+    return out
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    return [line for k, v in tree.items()
+            for line in (_dotted(v, f"{prefix}{k}.") if isinstance(v, dict) else [f"{prefix}{k}={v}"])]
+
+
+def load_benchmark(name_or_path: str, preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
+                   ) -> BenchmarkSpec:
+    """A shipped spec by name (``ifeval-lite``) or a YAML file by path, with ``preset`` and then
+    ``overrides`` (see :func:`parse_set`) applied."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise BenchmarkError(f"{path}: file not found") from None
-        return parse_spec(_read(text, str(path)), str(path), preset)
+        return parse_spec(_read(text, str(path)), str(path), preset, overrides)
     shipped = _shipped()
     key = name_or_path.strip().lower().replace("_", "-")
     if key not in shipped:
         raise BenchmarkError(f"unknown benchmark '{name_or_path}'{_suggest(key, shipped)}; "
                              f"known: {', '.join(shipped)} (or give a path to a .yaml spec)")
-    return parse_spec(_read(shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"), f"{key}.yaml", preset)
+    return parse_spec(_read(shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"), f"{key}.yaml", preset, overrides)
 
 
 def list_benchmarks(preset: str = DEFAULT_PRESET) -> list[BenchmarkSpec]:

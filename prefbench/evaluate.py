@@ -1,8 +1,11 @@
 """The judge and stats stages: generations -> ``judgments.jsonl`` -> ``results.json`` + ``leaderboard.csv``.
 
 Unit of analysis: the prompt. Every system's answer to every eval prompt (and robustness variant)
-is compared with the reference model's answer to the same prompt (and, when the eval prompts carry gold
-responses in ``meta["gold"]``, with those too): win 1, tie 0.5, loss 0, identical answers tie. A pointwise judge (the benchmark's verifier or lexicon reward, a reward model) scores
+is compared with the *baseline*'s answer to the same prompt: win 1, tie 0.5, loss 0, identical
+answers tie. The baseline is the reference model (then, when the eval prompts carry gold responses
+in ``meta["gold"]``, the originals are also judged against those, as ``vs_gold``), or the gold
+responses themselves (the JPO paper's metric; a variant is judged against its original's gold,
+and the reference model gets a win rate like every other system). A pointwise judge (the benchmark's verifier or lexicon reward, a reward model) scores
 each answer and the higher score wins; a pairwise judge (an LLM) is asked in both orders and an
 order-inconsistent verdict is a tie. Statistics come from ``prefbench.stats``: BCa intervals over
 prompts (hierarchical over seeds then prompts when there are several seeds), paired differences
@@ -39,6 +42,8 @@ def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt
                   baseline: dict[str, str]) -> list[dict]:
     """One judgment per (system, prompt in ``baseline``): the answer's score and its outcome against the
     baseline's text for that prompt (the reference model's answers, or gold responses)."""
+    from prefbench.judges.templates import prompt_text
+
     by_id = {p.id: p for p in prompts}
     ids = [p.id for p in prompts if p.id in baseline]
     gens = {s.name: {g["id"]: g for g in load_generations(run_dir, s)} for s in systems}
@@ -48,29 +53,33 @@ def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt
         keys = [(name, i) for name in gens for i in ids]
         for (name, i), score in zip(keys, judge.score_many([(by_id[i], gens[name][i]["response"]) for name, i in keys])):
             same = gens[name][i]["response"] == baseline[i]
-            rows.append(_judgment(gens[name][i], baseline_name, score, base[i],
+            rows.append(_judgment(gens[name][i], baseline_name, baseline[i], score, base[i],
                                   0.5 if same else score_outcome(score, base[i])))
         return rows
     cache = JudgmentCache(Path(run_dir) / "judge_cache.jsonl")  # pairwise: both orders, identical answers tie
     for name in gens:
-        items = [(by_id[i].text, gens[name][i]["response"], baseline[i]) for i in ids]
+        # chat-message prompts (hh-helpful) are shown to the judge as a transcript
+        items = [(prompt_text(by_id[i].text), gens[name][i]["response"], baseline[i]) for i in ids]
         for i, j in zip(ids, judge_many(judge, items, cache)):
-            rows.append({**_judgment(gens[name][i], baseline_name, j.score, 1 - j.score, j.score), "pair": j.to_json()})
+            rows.append({**_judgment(gens[name][i], baseline_name, baseline[i], j.score, 1 - j.score, j.score),
+                         "pair": j.to_json()})
     return rows
 
 
-def gold_responses(prompts: list[TaskPrompt]) -> dict[str, str]:
-    """Gold responses of the original eval prompts (``meta["gold"]``), when every one has one."""
+def gold_responses(prompts: list[TaskPrompt], variants: bool = False) -> dict[str, str]:
+    """Gold responses (``meta["gold"]``) of the original eval prompts, when every one has one; with
+    ``variants``, each variant's too (its original's gold: the perturbation does not change the task)."""
     originals = [p for p in prompts if p.variant == "original"]
-    if originals and all(isinstance(p.meta.get("gold"), str) for p in originals):
-        return {p.id: p.meta["gold"] for p in originals}
-    return {}
+    if not originals or not all(isinstance(p.meta.get("gold"), str) for p in originals):
+        return {}
+    return {p.id: p.meta["gold"] for p in (prompts if variants else originals)}
 
 
-def _judgment(gen: dict, baseline: str, score: float, baseline_score: float, outcome: float) -> dict:
+def _judgment(gen: dict, baseline: str, baseline_text: str, score: float, baseline_score: float, outcome: float
+              ) -> dict:
     return {"system": gen["system"], "baseline": baseline, "id": gen["id"], "parent": gen["parent"],
             "variant": gen["variant"], "score": score, "baseline_score": baseline_score, "outcome": outcome,
-            "words": gen["words"]}
+            "words": gen["words"], "baseline_words": len(baseline_text.split())}
 
 
 class _Table:
@@ -78,11 +87,12 @@ class _Table:
 
     def __init__(self, rows: list[dict], parents: list[str], columns: list[str], seeds: list[str]):
         shape = (len(seeds), len(parents), len(columns))
-        self.score, self.outcome, self.words = (np.full(shape, np.nan) for _ in range(3))
+        self.score, self.outcome, self.words, self.baseline_words = (np.full(shape, np.nan) for _ in range(4))
         pi, ci, si = ({v: i for i, v in enumerate(xs)} for xs in (parents, columns, seeds))
         for r in rows:
             at = (si[r["system"]], pi[r["parent"]], ci[r["variant"]])
             self.score[at], self.outcome[at], self.words[at] = r["score"], r["outcome"], r["words"]
+            self.baseline_words[at] = r["baseline_words"]
 
     def interval(self, values: np.ndarray):
         """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several)."""
@@ -96,22 +106,25 @@ class _Table:
 
 
 def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskPrompt], meta: dict,
-                    run_dir: Path) -> dict:
+                    run_dir: Path, baseline: str = REFERENCE) -> dict:
     parents = [p.id for p in prompts if p.variant == "original"]
     columns = ["original"] + sorted({p.variant for p in prompts} - {"original"},
                                     key=lambda v: [p.variant for p in prompts].index(v))
     has_variants = len(columns) > 1
-    gold_rows = [r for r in rows if r["baseline"] == "gold"]
-    rows = [r for r in rows if r["baseline"] == REFERENCE]
+    gold_rows = [r for r in rows if r["baseline"] == "gold"] if baseline == REFERENCE else []
+    rows = [r for r in rows if r["baseline"] == baseline]
     ref_rows = [r for r in rows if r["system"] == REFERENCE]
     ref = _Table(ref_rows, parents, columns, [REFERENCE])
     pointwise = meta["judge"]["kind"] == "pointwise"
-    results = {"schema": 1, **{k: meta[k] for k in ("benchmark", "preset", "model")}, "baseline": REFERENCE,
+    against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
+    results = {"schema": 1, **{k: meta[k] for k in ("benchmark", "preset", "model")}, "baseline": baseline,
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
                              "mean_length": float(np.nanmean(ref.words[:, :, 0])),
-                             "robustness": ref.robustness(columns, False) if has_variants and pointwise else None,
-                             "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents)},
+                             "robustness": (ref.robustness(columns, not against_itself)
+                                            if has_variants and (pointwise or not against_itself) else None),
+                             "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents),
+                             **({} if against_itself else _win_rate(ref))},
                "systems": [], "comparisons": []}
     outcomes: dict[str, np.ndarray] = {}
     objectives = list(dict.fromkeys(s.objective for s in systems if s.objective))
@@ -119,20 +132,12 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
         members = [s for s in systems if s.objective == objective]
         table = _Table([r for r in rows if r["system"] in {s.name for s in members}], parents, columns,
                        [s.name for s in members])
-        first = table.outcome[:, :, 0]
-        outcomes[objective] = first
-        flat = first.ravel()
-        try:
-            lc = length_controlled_win_rate(flat, table.words[:, :, 0].ravel(), np.tile(ref.words[0, :, 0], len(members)))
-        except StatsError:  # length differences identical everywhere: length cannot be separated out
-            lc = None
+        outcomes[objective] = table.outcome[:, :, 0]
         kl = _kl(run_dir, members, parents)
         results["systems"].append({
             "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
             "seeds": [s.seed for s in members],
-            "win_rate": table.interval(first).to_json(),
-            "wins": int((flat == 1).sum()), "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum()),
-            "lc_win_rate": lc,
+            **_win_rate(table),
             "mean_score": table.interval(table.score[:, :, 0]).to_json() if pointwise else None,
             "mean_length": float(np.nanmean(table.words[:, :, 0])),
             "robustness": table.robustness(columns, True) if has_variants else None,
@@ -154,6 +159,18 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     results["comparisons"] = comparisons
     results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
     return results
+
+
+def _win_rate(table: _Table) -> dict:
+    """Win rate (CI), W/T/L and length-controlled win rate of a table's original prompts."""
+    first = table.outcome[:, :, 0]
+    flat = first.ravel()
+    try:
+        lc = length_controlled_win_rate(flat, table.words[:, :, 0].ravel(), table.baseline_words[:, :, 0].ravel())
+    except StatsError:  # length differences identical everywhere: length cannot be separated out
+        lc = None
+    return {"win_rate": table.interval(first).to_json(), "wins": int((flat == 1).sum()),
+            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum()), "lc_win_rate": lc}
 
 
 def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dict | None:
@@ -187,14 +204,14 @@ def leaderboard_csv(results: dict) -> str:
     w = csv.writer(buf)
     w.writerow(["system", "win_rate", "win_low", "win_high", "wins", "ties", "losses", "lc_win_rate", "mean_score",
                 "mean_length", "robustness_drop", "kl"])
-    for s in results["systems"]:
-        w.writerow([s["name"], *(round(s["win_rate"][k], 4) for k in ("estimate", "low", "high")),
-                    s["wins"], s["ties"], s["losses"], _r(s["lc_win_rate"]),
-                    _r(s["mean_score"] and s["mean_score"]["estimate"]), round(s["mean_length"], 2),
-                    _r(s["robustness"] and s["robustness"]["drop"]["estimate"]), _r(s["kl"] and s["kl"]["estimate"])])
     ref = results["reference"]
-    w.writerow([REFERENCE, "", "", "", "", "", "", "", _r(ref["mean_score"] and ref["mean_score"]["estimate"]),
-                round(ref["mean_length"], 2), _r(ref["robustness"] and ref["robustness"]["drop"]["estimate"]), 0.0])
+    # against itself the reference has no win rate; against gold responses it has one like any system
+    for s, kl in [*((s, _r(s["kl"] and s["kl"]["estimate"])) for s in results["systems"]), ({"name": REFERENCE, **ref}, 0.0)]:
+        rate = s.get("win_rate")
+        w.writerow([s["name"], *(round(rate[k], 4) if rate else "" for k in ("estimate", "low", "high")),
+                    *(s.get(k, "") for k in ("wins", "ties", "losses")), _r(s.get("lc_win_rate")),
+                    _r(s["mean_score"] and s["mean_score"]["estimate"]), round(s["mean_length"], 2),
+                    _r(s["robustness"] and s["robustness"]["drop"]["estimate"]), kl])
     return buf.getvalue()
 
 
@@ -202,14 +219,24 @@ def _r(x) -> object:
     return "" if x is None else round(x, 4)
 
 
-def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict) -> dict:
-    """Judge, compute statistics, write ``judgments.jsonl``, ``results.json`` and ``leaderboard.csv``."""
+def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict,
+             baseline: str = REFERENCE) -> dict:
+    """Judge against ``baseline`` (``reference`` or ``gold``), compute statistics, write
+    ``judgments.jsonl``, ``results.json`` and ``leaderboard.csv``."""
     run_dir = Path(run_dir)
-    reference = {g["id"]: g["response"] for g in load_generations(run_dir, System(REFERENCE))}
-    rows = judge_against(run_dir, systems, prompts, judge, REFERENCE, reference)
-    gold = gold_responses(prompts)
-    if gold:
-        rows += judge_against(run_dir, systems, prompts, judge, "gold", gold)
+    if baseline == REFERENCE:
+        reference = {g["id"]: g["response"] for g in load_generations(run_dir, System(REFERENCE))}
+        rows = judge_against(run_dir, systems, prompts, judge, REFERENCE, reference)
+        gold = gold_responses(prompts)
+        if gold:
+            rows += judge_against(run_dir, systems, prompts, judge, "gold", gold)
+    elif baseline == "gold":
+        gold = gold_responses(prompts, variants=True)
+        if not gold:
+            raise ValueError("baseline 'gold' needs a gold response (meta['gold']) on every eval prompt")
+        rows = judge_against(run_dir, systems, prompts, judge, "gold", gold)
+    else:
+        raise ValueError(f"baseline must be 'reference' or 'gold', got {baseline!r}")
     if not hasattr(judge, "score_many"):
         from prefbench.judges import PairJudgment
 
@@ -217,7 +244,7 @@ def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], ju
                  for r in rows if "pair" in r]
         meta = {**meta, "judge": {**meta["judge"], "diagnostics": JudgeDiagnostics.from_judgments(pairs).to_json()}}
     write_jsonl(run_dir / "judgments.jsonl", rows)
-    results = compute_results(rows, systems, prompts, meta, run_dir)
+    results = compute_results(rows, systems, prompts, meta, run_dir, baseline)
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(run_dir / "leaderboard.csv", leaderboard_csv(results))
     return results

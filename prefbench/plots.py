@@ -98,8 +98,9 @@ def forest_plot(labels: list[str], diffs: list[dict], significant: list[bool], n
     return save_png(fig, path)
 
 
-def win_rate_bars(systems: list[dict], colours: dict[str, str], confidence: float, path: Path) -> Path:
-    """Win rate against the reference per system, best first, with interval whiskers; a bar whose
+def win_rate_bars(systems: list[dict], colours: dict[str, str], confidence: float, path: Path,
+                  baseline: str = "reference") -> Path:
+    """Win rate against the baseline per system, best first, with interval whiskers; a bar whose
     interval includes 50% is drawn faded, so the systems that really differ stand out."""
     systems = sorted(systems, key=lambda s: (-s["win_rate"]["estimate"], s["name"]))
     fig = Figure(figsize=(max(6.5, 1.0 + 0.9 * len(systems)), 4.6), layout="constrained")
@@ -117,9 +118,9 @@ def win_rate_bars(systems: list[dict], colours: dict[str, str], confidence: floa
     ax.set_xticks(x, [f"{s['name']}\n{iv['estimate'] * 100:.1f}%" for s, iv in zip(systems, rates)],
                   rotation=30 if len(systems) > 6 else 0, ha="right" if len(systems) > 6 else "center")
     ax.set_ylim(0, 105)
-    ax.set_ylabel("win rate vs reference (%)")
-    ax.set_title(f"Win rate vs reference with {confidence:.0%} CI")
-    handles = [Line2D([], [], color=REFERENCE_COLOUR, ls="--", label="reference (50%)"),
+    ax.set_ylabel(f"win rate vs {baseline} (%)")
+    ax.set_title(f"Win rate vs {baseline} with {confidence:.0%} CI")
+    handles = [Line2D([], [], color=REFERENCE_COLOUR, ls="--", label=f"as good as {baseline} (50%)"),
                Patch(facecolor="#555555", edgecolor="black", label="CI excludes 50%"),
                Patch(facecolor="#555555", alpha=0.35, edgecolor="black", label="CI includes 50%")]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
@@ -248,12 +249,12 @@ def grouped_win_rates(table: dict[str, dict[str, dict | None]], colours: dict[st
             ax.bar(xi, iv["estimate"] * 100, width, color=colours[name], edgecolor="black", linewidth=0.4,
                    yerr=_errors([iv], 100), capsize=3, error_kw={"lw": 1})
         ax.bar(np.nan, 0, color=colours[name], label=name)  # one legend entry per system
-    ax.axhline(50, color=REFERENCE_COLOUR, ls="--", lw=1.2, label="reference (50%)")
+    ax.axhline(50, color=REFERENCE_COLOUR, ls="--", lw=1.2, label="as good as the baseline (50%)")
     ax.set_xticks(x, runs)
     ax.set_xlabel("run")
     ax.set_ylim(0, 105)
-    ax.set_ylabel("win rate vs reference (%)")
-    ax.set_title("Win rate vs reference per run (n/a: system not in that run)")
+    ax.set_ylabel("win rate vs each run's baseline (%)")
+    ax.set_title("Win rate per run (n/a: system not in that run)")
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside right center", frameon=False)
     return save_png(fig, path)

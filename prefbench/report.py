@@ -325,7 +325,8 @@ def _header(results: dict) -> str:
 
 
 def _leaderboard(results: dict) -> str:
-    header = ["system", "hyperparameters", "seeds", "win rate vs reference (CI)", "vs ref", "W/T/L", "LC win rate",
+    baseline = results.get("baseline", "reference")
+    header = ["system", "hyperparameters", "seeds", f"win rate vs {baseline} (CI)", "verdict", "W/T/L", "LC win rate",
               "mean score (CI)", "mean length (words)", "robustness drop (CI)", "KL, nats (CI)"]
     rows = []
     ref = results.get("reference") or {}
@@ -343,12 +344,18 @@ def _leaderboard(results: dict) -> str:
                      fmt_number(s.get("mean_length")), fmt_interval(rob.get("drop"), signed=True),
                      fmt_interval(s.get("kl"), digits=2)])
     rob = ref.get("robustness") or {}
+    wtl = [ref.get(k) for k in ("wins", "ties", "losses")]
+    verdict = _verdict(ref["win_rate"]) if ref.get("win_rate") else None
     rows.append([_reference_label(results), "base model", DASH, _reference_win_rate(results),
                  *([_vs_gold(ref)] if gold else []),
-                 DASH, DASH, DASH, fmt_interval(ref.get("mean_score")), fmt_number(ref.get("mean_length")),
+                 f"**{verdict}**" if verdict else DASH if baseline == "reference" else "n.s.",
+                 DASH if None in wtl else "/".join(str(v) for v in wtl),
+                 fmt_number(ref.get("lc_win_rate"), 1, 100, "%"),
+                 fmt_interval(ref.get("mean_score")), fmt_number(ref.get("mean_length")),
                  fmt_interval(rob.get("drop"), signed=True), "0"])
     return (_table(header, rows, numeric_from=3)
-            + "\n*vs ref*: **better**/**worse** when the win-rate interval excludes 50%, *n.s.* when it does not. "
+            + f"\n*verdict*: **better**/**worse** than the {baseline} when the win-rate interval excludes 50%, "
+              "*n.s.* when it does not. "
               "Win rate counts ties as half. *Robustness drop*: score on original prompts minus the mean over "
               "variants (positive: less robust). *KL*: KL(policy ‖ reference) per response.\n")
 
@@ -365,8 +372,11 @@ def _reference_label(results: dict) -> str:
 
 def _reference_win_rate(results: dict) -> str:
     """Against itself the reference wins half by definition; against another baseline (gold
-    responses) its win rate is not in results.json."""
-    return "50% by definition" if results.get("baseline", "reference") == "reference" else DASH
+    responses) it has a win rate like every system."""
+    if results.get("baseline", "reference") == "reference":
+        return "50% by definition"
+    rate = (results.get("reference") or {}).get("win_rate")
+    return fmt_win_rate(rate) if rate else DASH
 
 
 def _comparisons(results: dict) -> str:
@@ -464,8 +474,11 @@ def _figures(results: dict, run_dir: Path) -> dict[str, str]:
         show("forest", "Forest plot of paired differences in win rate")
     else:
         skip("forest", "No pairwise comparisons to plot.")
-    plots.win_rate_bars(systems, colours, conf, out / "win_rate.png")
-    show("win_rate", "Win rate vs reference per system")
+    baseline = results.get("baseline", "reference")
+    ref = results.get("reference") or {}
+    bars = systems + ([{"name": "reference", **ref}] if ref.get("win_rate") else [])
+    plots.win_rate_bars(bars, colours, conf, out / "win_rate.png", baseline)
+    show("win_rate", f"Win rate vs {baseline} per system")
 
     metrics, missing = training_metrics(run_dir, systems)
     if metrics:
@@ -514,7 +527,7 @@ def report_markdown(results: dict, run_dir: Path) -> str:
              "## Reading\n", plain_reading(results) + "\n",
              "## Leaderboard\n", _leaderboard(results),
              "## Paired differences\n", fig["forest"], _comparisons(results),
-             "## Win rate vs reference\n", fig["win_rate"],
+             f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
              "## Training\n", fig["training"],
              "## Instruction robustness\n", fig["robustness"], _robustness_table(results),
              "## Reward vs KL\n", fig["reward_kl"],
@@ -584,10 +597,11 @@ def compare_markdown(runs: dict[str, dict], out_dir: Path) -> str:
                    key=lambda n: (-sum(row[n]["estimate"] for row in win.values() if n in row)
                                   / sum(n in row for row in win.values()), n))
     plots.grouped_win_rates(win, plots.system_colours(names), out_dir / "plots" / "compare_win_rate.png")
-    about = _table(["run", "benchmark", "preset", "model", "judge", "seeds", "eval prompts"],
+    about = _table(["run", "benchmark", "preset", "model", "judge", "baseline", "seeds", "eval prompts"],
                    [[label, r.get("benchmark", DASH), r.get("preset", DASH), r.get("model", DASH),
-                     (r.get("judge") or {}).get("name", DASH), _seeds(r["systems"]), str(r.get("n_prompts", DASH))]
-                    for label, r in runs.items()], numeric_from=6)
+                     (r.get("judge") or {}).get("name", DASH), r.get("baseline", "reference"), _seeds(r["systems"]),
+                     str(r.get("n_prompts", DASH))]
+                    for label, r in runs.items()], numeric_from=7)
     header = ["system"] + [f"{label}: {col}" for label in runs for col in ("win rate (CI)", "mean score (CI)")]
     rows = []
     for name in names:
@@ -606,8 +620,9 @@ def compare_markdown(runs: dict[str, dict], out_dir: Path) -> str:
     findings = "\n".join(f"- **{label}**: {pairwise_reading(r)}" for label, r in runs.items())
     return "\n".join(["# prefbench: runs compared\n", "## Runs\n", about,
                       "## Win rate and mean score\n", _table(header, rows),
-                      "\n**Bold** win rate: its interval excludes 50% (differs from the reference).\n",
-                      "![Win rate vs reference per run and system](plots/compare_win_rate.png)\n",
+                      "\n**Bold** win rate: its interval excludes 50% (differs from that run's baseline, named "
+                      "in the run table).\n",
+                      "![Win rate per run and system](plots/compare_win_rate.png)\n",
                       "## Pairwise differences within each run\n", findings + "\n"])
 
 

@@ -39,10 +39,11 @@ class RunConfig:
     benchmark: str = "ifeval-lite"     # a shipped benchmark name or a spec YAML path
     preset: str = "quick"              # smoke | quick | full (defined per benchmark)
     seeds: list[int] = field(default_factory=lambda: [0])
-    model: str = EMBEDDED
+    model: str = ""                    # default: the benchmark's model, else the embedded SmolLM2
     quantization: str = "4bit"
     judge: str = "gold"                # gold | reward-model:PATH | local:PATH | openai:MODEL@URL
     params: dict[str, dict[str, float]] = field(default_factory=dict)  # per-objective overrides of the preset
+    overrides: dict = field(default_factory=dict)  # benchmark settings over the preset (--set data.location=...)
     output_dir: str = ""               # default runs/<benchmark>-<preset>
 
     def __post_init__(self) -> None:
@@ -61,10 +62,11 @@ class RunConfig:
 
 def resolve(cfg: RunConfig):
     """The benchmark spec for the preset, and every objective's hyperparameters (preset, then overrides),
-    validated before any work starts."""
+    validated before any work starts. Fills in ``cfg.model`` when it was left to the benchmark."""
     from prefbench.benchmark_spec import load_benchmark
 
-    spec = load_benchmark(cfg.benchmark, cfg.preset)
+    spec = load_benchmark(cfg.benchmark, cfg.preset, cfg.overrides)
+    cfg.model = cfg.model or spec.model or EMBEDDED
     params = {}
     for name in cfg.objectives:
         obj = get_objective(name)
@@ -102,11 +104,26 @@ def _write_config(cfg: RunConfig, spec, params, run_dir: Path) -> None:
     atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
 
 
+def make_run_judge(judge_spec: str, task, judge_prompts: str):
+    """The run's judge; a pairwise one renders the benchmark's conditional template. A task without a
+    scorer (tldr, hh-helpful: gold responses, no verifier) needs a pairwise judge."""
+    from prefbench.judges import make_judge
+    from prefbench.judges.templates import get_judge_prompts
+    from prefbench.tasks import has_scorer
+
+    kind = judge_spec.strip().partition(":")[0]
+    if kind in ("gold", "reward-model"):
+        if kind == "gold" and not has_scorer(task):
+            raise ConfigError(f"benchmark task '{task.name}' has no built-in scorer: its answers are compared with "
+                              "gold responses by a pairwise judge; pass --judge local:PATH_OR_ID or "
+                              "--judge openai:MODEL@BASE_URL")
+        return make_judge(judge_spec, task=task)
+    return make_judge(judge_spec, task=task, template=get_judge_prompts(judge_prompts).conditional)
+
+
 def eval_prompts(spec, seed: int = 0) -> list:
     """The benchmark's eval prompts, each followed by its robustness variants."""
-    from prefbench.tasks import get_task
-
-    task = get_task(spec.task)
+    task = spec.make_task()
     out = []
     for p in task.prompts("eval", spec.eval.prompts, seed):
         out.append(p)
@@ -125,16 +142,16 @@ def run(cfg: RunConfig) -> dict:
     """Run every stage that is not complete yet; returns results.json's content."""
     from tqdm.auto import tqdm
 
+    from prefbench.data_stage import build_run_data, describe
     from prefbench.evaluate import evaluate, judge_info
     from prefbench.generate_stage import generate_systems, systems_for
-    from prefbench.judges import make_judge
-    from prefbench.onpolicy import build_data
     from prefbench.report import render_report
-    from prefbench.tasks import TaskPrompt, get_task
+    from prefbench.tasks import TaskPrompt
     from prefbench.train import train
 
     spec, params = resolve(cfg)
-    judge = make_judge(cfg.judge, task=get_task(spec.task))  # fail on a bad judge before hours of training
+    # fail on a bad judge (and on unreadable eval data, below) before hours of training
+    judge = make_run_judge(cfg.judge, spec.make_task(), spec.eval.judge_prompts)
     run_dir = Path(cfg.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _write_config(cfg, spec, params, run_dir)
@@ -151,13 +168,12 @@ def run(cfg: RunConfig) -> dict:
     overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
     try:
         overall.set_postfix_str("data")
-        summary = timed("data", lambda: build_data(spec, cfg.model, cfg.quantization, 0, run_dir / "data"))
-        log.info("data: %d conditional + %d joint pairs from %d samples (reference mean score %.3f)",
-                 summary["conditional_pairs"], summary["joint_pairs"], summary["samples"], summary["mean_score"])
         prompts_path = run_dir / "data" / "eval.jsonl"
         if not prompts_path.exists():
             write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
         prompts = [TaskPrompt.from_json(r) for r in read_jsonl(prompts_path)]
+        summary = timed("data", lambda: build_run_data(spec, cfg.model, cfg.quantization, 0, run_dir / "data"))
+        log.info("data: %s", describe(summary))
         overall.update()
 
         overall.set_postfix_str("train")
@@ -175,7 +191,7 @@ def run(cfg: RunConfig) -> dict:
         overall.set_postfix_str("judge")
         meta = {"benchmark": spec.name, "preset": cfg.preset, "model": cfg.model, "params": params,
                 "judge": judge_info(judge)}
-        results = timed("judge", lambda: evaluate(run_dir, systems, prompts, judge, meta))
+        results = timed("judge", lambda: evaluate(run_dir, systems, prompts, judge, meta, spec.eval.baseline))
         overall.update()
 
         overall.set_postfix_str("report")
@@ -190,19 +206,17 @@ def run(cfg: RunConfig) -> dict:
 
 def summary_table(results: dict) -> str:
     """The leaderboard as plain text for the terminal."""
-    lines = [f"{'system':<10}{'win rate vs reference (95% CI)':>34}{'W/T/L':>12}{'score':>8}{'words':>7}{'drop':>8}{'KL':>7}"]
-    for s in results["systems"]:
-        w = s["win_rate"]
+    against = f"win rate vs {results.get('baseline', 'reference')} (95% CI)"
+    lines = [f"{'system':<10}{against:>34}{'W/T/L':>12}{'score':>8}{'words':>7}{'drop':>8}{'KL':>7}"]
+    ref = results["reference"]
+    for s, kl in [*((s, f"{s['kl']['estimate']:.2f}" if s["kl"] else "—") for s in results["systems"]),
+                  ({"name": "reference", **ref}, "0")]:
+        w = s.get("win_rate")   # the reference has none against itself
+        ci = f"{100 * w['estimate']:.1f}% [{100 * w['low']:.1f}, {100 * w['high']:.1f}]" if w else "(baseline)"
+        wtl = f"{s['wins']:>5}/{s['ties']}/{s['losses']:<4}" if w else ""
         score = f"{s['mean_score']['estimate']:.3f}" if s["mean_score"] else "—"
         drop = f"{s['robustness']['drop']['estimate']:+.3f}" if s["robustness"] else "—"
-        kl = f"{s['kl']['estimate']:.2f}" if s["kl"] else "—"
-        ci = f"{100 * w['estimate']:.1f}% [{100 * w['low']:.1f}, {100 * w['high']:.1f}]"
-        lines.append(f"{s['name']:<10}{ci:>34}{s['wins']:>5}/{s['ties']}/{s['losses']:<4}{score:>8}"
-                     f"{s['mean_length']:>7.1f}{drop:>8}{kl:>7}")
-    ref = results["reference"]
-    score = f"{ref['mean_score']['estimate']:.3f}" if ref["mean_score"] else "—"
-    drop = f"{ref['robustness']['drop']['estimate']:+.3f}" if ref["robustness"] else "—"
-    lines.append(f"{'reference':<10}{'(baseline)':>34}{'':>12}{score:>8}{ref['mean_length']:>7.1f}{drop:>8}{'0':>7}")
+        lines.append(f"{s['name']:<10}{ci:>34}{wtl:>12}{score:>8}{s['mean_length']:>7.1f}{drop:>8}{kl:>7}")
     sig = [c for c in results["comparisons"] if c["significant"]]
     lines.append("")
     lines.append("pairwise differences significant after Holm correction: " +

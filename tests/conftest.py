@@ -1,3 +1,8 @@
+import os
+
+# Tests never reach a hub: a hub name must fail at once, not after minutes of retries.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM

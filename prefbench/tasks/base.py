@@ -13,6 +13,10 @@ from typing import Any, Protocol
 VARIANT_KINDS = ("original", "paraphrase", "typo", "case", "distractor")
 
 
+class TaskError(ValueError):
+    """An unknown task name, or a task used in a way it does not support."""
+
+
 @dataclass(frozen=True)
 class TaskPrompt:
     id: str                                   # stable across runs for the same task, split and seed
