@@ -89,11 +89,14 @@ class BenchmarkSpec:
     train: dict[str, Any] = field(default_factory=dict)                 # TrainConfig overrides
     objective_params: dict[str, dict[str, float]] = field(default_factory=dict)
     model: str = ""                                                    # the benchmark's default model (empty: embedded)
+    sft: dict[str, Any] = field(default_factory=dict)                  # TrainConfig overrides of an SFT stage
+                                                                       # (empty: none; data-backed tasks only)
     source: str = ""                                                   # the file it was read from
 
     @property
     def eval_location(self) -> str:
-        """Where a data-backed task reads its eval items (see :class:`EvalSettings`)."""
+        """Where the JPO release is read for eval items and SFT data (see :class:`EvalSettings`);
+        empty means the hub."""
         if self.eval.location:
             return self.eval.location
         return self.data.location if self.data.source == "release" else ""
@@ -112,7 +115,7 @@ class BenchmarkSpec:
 
 
 _SECTIONS = {"data": DataSettings, "eval": EvalSettings}
-_TOP_KEYS = ("name", "task", "description", "model", "data", "eval", "train", "objective_params", "presets")
+_TOP_KEYS = ("name", "task", "description", "model", "sft", "data", "eval", "train", "objective_params", "presets")
 # the dataset a human-comparison source holds, and the one kind of pair it has
 _SOURCE_TASK = {"summarize_from_feedback": "tldr", "hh-rlhf": "hh-helpful"}
 
@@ -278,6 +281,17 @@ def _validate_train(train: Any, where: str) -> dict[str, Any]:
     return typed
 
 
+def _validate_sft(sft: Any, task: str, where: str) -> dict[str, Any]:
+    """An SFT stage's settings (TrainConfig fields); it trains on the release's SFT split of the task."""
+    from prefbench.tasks import is_data_backed
+
+    settings = _validate_train(sft, where)
+    if settings and not is_data_backed(task):
+        raise BenchmarkError(f"{where}: task '{task}' has no SFT data (only tldr and hh-helpful do); remove the "
+                             "sft section")
+    return settings
+
+
 def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, float]]:
     from prefbench.objective import ObjectiveError, get_objective
 
@@ -346,6 +360,7 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
         train=_validate_train(merged.get("train"), f"{where}: train"),
         objective_params=_validate_objective_params(merged.get("objective_params"), f"{where}: objective_params"),
         model=model,
+        sft=_validate_sft(merged.get("sft"), merged["task"], f"{where}: sft"),
         source=source,
     )
 
@@ -416,9 +431,16 @@ def list_benchmarks(preset: str = DEFAULT_PRESET) -> list[BenchmarkSpec]:
     return [load_benchmark(name, preset) for name in _shipped()]
 
 
+def _data_label(d: DataSettings) -> str:
+    if d.source == "onpolicy":
+        return f"on-policy, {d.train_prompts} prompts"
+    return f"{d.source} ({d.kinds}{f', {d.max_pairs} pairs' if d.max_pairs else ''})"
+
+
 def benchmarks_table() -> str:
     """The shipped benchmarks as a text table (quick preset), for ``prefbench benchmarks``."""
-    rows = [("name", "task", "train prompts", "eval prompts", "description")]
-    rows += [(s.name, s.task, str(s.data.train_prompts), str(s.eval.prompts), s.description) for s in list_benchmarks()]
+    rows = [("name", "task", "training data", "eval prompts", "description")]
+    rows += [(s.name, s.task, _data_label(s.data), f"{s.eval.prompts} vs {s.eval.baseline}", s.description)
+             for s in list_benchmarks()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows)

@@ -106,9 +106,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     for text in args.param:
         objective, name, value = _objective_param(text)
         params.setdefault(objective, {})[name] = value
+    from prefbench.benchmark_spec import parse_set
+
     cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
-                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model,
-                    quantization=args.quantization, judge=args.judge, params=params, output_dir=args.output_dir or "")
+                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model or "",
+                    quantization=args.quantization, judge=args.judge, params=params,
+                    overrides=parse_set(args.set), output_dir=args.output_dir or "")
     results = run(cfg)
     print("\n" + summary_table(results))
     print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
@@ -123,16 +126,33 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_data_build(args: argparse.Namespace) -> int:
-    from prefbench.benchmark_spec import load_benchmark
-    from prefbench.onpolicy import build_data
+    from prefbench.benchmark_spec import load_benchmark, parse_set
+    from prefbench.data_stage import build_run_data, describe
+    from prefbench.models import EMBEDDED
 
     _logging()
-    spec = load_benchmark(args.benchmark, args.preset)
+    spec = load_benchmark(args.benchmark, args.preset, parse_set(args.set))
     out = Path(args.output or f"runs/data/{spec.name}-{args.preset}-seed{args.seed}")
-    s = build_data(spec, args.model, args.quantization, args.seed, out)
-    print(f"{s['conditional_pairs']} conditional + {s['joint_pairs']} joint pairs from {s['samples']} samples of "
-          f"{s['train_prompts']} prompts (reference mean score {s['mean_score']:.3f}, "
-          f"success rate {s['success_rate']:.1%})\npairs: {out / 'train.jsonl'}")
+    s = build_run_data(spec, args.model or spec.model or EMBEDDED, args.quantization, args.seed, out)
+    print(f"{describe(s)}\npairs: {out / 'train.jsonl'}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    from prefbench.sft import sft
+
+    _logging()
+    cfg = _config_from_args(args)
+    if args.objective not in (None, "sft"):
+        raise ConfigError(f"prefbench sft trains objective 'sft'; use prefbench train for {args.objective!r}")
+    import dataclasses
+
+    cfg = dataclasses.replace(cfg, objective="sft", output_dir=args.output_dir or "runs/sft")
+    if not cfg.data and not args.task:
+        raise ConfigError("no SFT data: pass --data FILE (instruction/response rows) or --task tldr|hh-helpful "
+                          "to read the JPO release (--data then names a local copy of it)")
+    model = sft(cfg, args.task)
+    print(f"SFT model: {model}\nuse it with: prefbench run --model {model} ...")
     return 0
 
 
@@ -140,12 +160,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     """Re-judge an existing run (e.g. with another judge) and recompute its statistics."""
     import yaml
 
+    from prefbench.artifacts import read_jsonl
     from prefbench.evaluate import evaluate, judge_info
     from prefbench.generate_stage import systems_for
-    from prefbench.judges import make_judge
-    from prefbench.run import summary_table
+    from prefbench.run import make_run_judge, summary_table
     from prefbench.tasks import TaskPrompt, get_task
-    from prefbench.artifacts import read_jsonl
 
     _logging()
     run_dir = Path(args.run_dir)
@@ -153,13 +172,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if not config_path.exists():
         raise ConfigError(f"{config_path}: not found; is {run_dir} a prefbench run directory?")
     config = yaml.safe_load(config_path.read_text())
-    task = get_task(config["benchmark"]["task"])
-    judge = make_judge(args.judge or config["judge"], task=task)
+    bench = config["benchmark"]
+    evaluation = bench.get("eval", {})
+    task = get_task(bench["task"])  # the eval items are read from data/eval.jsonl, not from the task
+    judge = make_run_judge(args.judge or config["judge"], task, evaluation.get("judge_prompts", "general"))
     prompts = [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
-    meta = {"benchmark": config["benchmark"]["name"], "preset": config["preset"], "model": config["model"],
+    meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
             "params": config["objective_params"],
             "judge": judge_info(judge)}
-    results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta)
+    results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta,
+                       evaluation.get("baseline", "reference"))
     print(summary_table(results))
     return 0
 
@@ -198,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(p)
     p.set_defaults(func=cmd_train)
 
+    p = sub.add_parser("sft", help="supervised fine-tuning with (Q)LoRA, then base + adapter merged into "
+                                   "<output-dir>/model: the starting point for preference training")
+    _add_config_flags(p)
+    p.add_argument("--task", choices=("tldr", "hh-helpful"),
+                   help="format instructions as this JPO task does; without --data (or with --data naming a folder "
+                        "or hub id) read the JPO release's SFT train split")
+    p.set_defaults(func=cmd_sft)
+
     from prefbench.models import EMBEDDED
     from prefbench.run import DEFAULT_OBJECTIVES
 
@@ -206,9 +236,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", default="ifeval-lite", help="a shipped benchmark (prefbench benchmarks) or a spec YAML")
     p.add_argument("--preset", default="quick", help="smoke | quick | full")
     p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
-    p.add_argument("--model", default=EMBEDDED, help="hub id, local folder, or the embedded SmolLM2 (default)")
+    p.add_argument("--model", help="hub id or local folder (default: the benchmark's model, else the embedded "
+                                    f"SmolLM2, {EMBEDDED})")
     p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
-    p.add_argument("--judge", default="gold", help="gold | reward-model:PATH | local:PATH | openai:MODEL@BASE_URL")
+    p.add_argument("--judge", default="gold", help="gold | reward-model:PATH | local:PATH | openai:MODEL@BASE_URL "
+                                                   "(tldr and hh-helpful need local: or openai:)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a benchmark setting over the preset, e.g. --set data.location=./jpo-release "
+                        "or --set train.max_steps=50 (repeatable)")
     p.add_argument("--param", action="append", default=[], metavar="OBJECTIVE.NAME=VALUE",
                    help="override a preset hyperparameter, e.g. --param dpo.beta=0.2 (repeatable)")
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
@@ -223,8 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--benchmark", default="ifeval-lite")
     p.add_argument("--preset", default="quick")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", default=EMBEDDED)
+    p.add_argument("--model", help="default: the benchmark's model, else the embedded SmolLM2")
     p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a benchmark setting, e.g. --set data.location=./jpo-release")
     p.add_argument("--output", help="folder for the files (default runs/data/<benchmark>-<preset>-seed<k>)")
     p.set_defaults(func=cmd_data_build)
 

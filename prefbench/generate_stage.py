@@ -76,14 +76,14 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
         log.info("generations: %s done", system.name)
 
 
-def with_merged_adapter(base, adapter: Path):
-    """A copy of ``base`` with the LoRA adapter merged into its weights (W + s·BA): the trained policy
-    with no per-step adapter cost; ``base`` itself stays the reference."""
-    import copy
+def with_merged_adapter(base, adapter: Path, copy: bool = True):
+    """``base`` with the LoRA adapter merged into its weights (W + s·BA): the trained policy with no
+    per-step adapter cost. By default a copy, so ``base`` itself stays the reference."""
+    import copy as copying
 
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(copy.deepcopy(base), str(adapter)).merge_and_unload().eval()
+    return PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter)).merge_and_unload().eval()
 
 
 def _complete(run_dir: Path, system: System) -> bool:

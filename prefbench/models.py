@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import os
 import shutil
@@ -71,6 +73,18 @@ def embedded_model_dir() -> Path:
 def resolve_model_path(name: str) -> str:
     """``embedded:...`` -> the cached converted folder; anything else (hub id or path) unchanged."""
     return str(embedded_model_dir()) if name == EMBEDDED else name
+
+
+def model_fingerprint(name: str) -> str:
+    """What cached values computed with a model are keyed by: a hub id as is; a local folder by its path
+    and the size and modification time of every file in it, so a model rewritten at the same path
+    (an SFT stage run again with other settings) never reuses the old one's reference log-probs."""
+    path = Path(resolve_model_path(name))
+    if not path.is_dir():
+        return str(name)
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    stamp = [(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return f"{path.resolve()}#{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]}"
 
 
 def load_tokenizer(name: str):

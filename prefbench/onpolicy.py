@@ -70,9 +70,9 @@ def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]
 
 
 def cache_key(spec, model: str, quantization: str, seed: int) -> str:
-    from prefbench.models import resolve_model_path
+    from prefbench.models import model_fingerprint
 
-    ident = {"version": _VERSION, "model": resolve_model_path(model), "quantization": quantization,
+    ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
              "task": spec.task, "data": dataclasses.asdict(spec.data), "seed": seed}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 

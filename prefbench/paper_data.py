@@ -117,7 +117,7 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
                 raise DataError(str(path), n, None, f"invalid JSON ({exc.msg})") from None
 
 
-def _is_hub_id(source: str) -> bool:
+def is_hub_id(source: str) -> bool:
     return re.fullmatch(r"[\w.-]+/[\w.-]+", source) is not None and not source.startswith(".")
 
 
@@ -131,7 +131,7 @@ def locate(source: str | Path, filename: str) -> Path:
             raise DataError(str(found), None, None, f"file not found; a local copy of the data must keep the "
                                                     f"hub layout ({filename} under {path})")
         return found
-    if path.exists() or not _is_hub_id(str(source)):
+    if path.exists() or not is_hub_id(str(source)):
         found = "a file" if path.exists() else "no such folder"
         raise DataError(str(source), None, None, "expected a folder with the dataset's layout or a hub dataset id "
                                                  f"(owner/name), found {found}")
@@ -303,7 +303,7 @@ def load_tldr_comparisons(source: str | Path = SUMMARIZE_FROM_FEEDBACK, split: s
     path = Path(source)
     if path.is_file():
         rows, name = read_rows(path), str(path)
-    elif path.exists() or not _is_hub_id(str(source)):
+    elif path.exists() or not is_hub_id(str(source)):
         raise DataError(str(source), None, None, "expected a comparisons file or the hub name "
                                                  f"{SUMMARIZE_FROM_FEEDBACK!r}, and no such file exists")
     else:

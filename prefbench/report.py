@@ -31,6 +31,8 @@ from prefbench.artifacts import atomic_write_text
 SCHEMA = 1
 DASH = "—"
 ROBUSTNESS_FIELDS = ("mean", "drop", "worst", "spread", "flip_rate")
+# Below this share of order-consistent pairwise verdicts, most outcomes are ties and the reading says so.
+LOW_CONSISTENCY = 0.5
 CSS = """
 body{font:15px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;
 max-width:1300px;margin:2em auto;padding:0 1em}
@@ -275,8 +277,7 @@ def plain_reading(results: dict) -> str:
     for s in _ranked(results["systems"]):
         groups[_verdict(s["win_rate"])].append(f"{s['name']} ({fmt_win_rate(s['win_rate'])})")
     n = len(results["systems"])
-    name = results.get("baseline", "reference")
-    baseline = "the reference model" if name == "reference" else f"the {name} baseline"
+    baseline = _baseline_phrase(results)
     sentences = []
     if groups["better"]:
         sentences.append(f"{len(groups['better'])} of {n} systems beat {baseline} significantly, their "
@@ -292,7 +293,17 @@ def plain_reading(results: dict) -> str:
         sentences.append(f"Indistinguishable from it: {_join(groups[None])}.")
     sentences.append(f"These are per-system {conf} intervals, not adjusted for multiplicity.")
     sentences.append(pairwise_reading(results))
+    consistency = ((results.get("judge") or {}).get("diagnostics") or {}).get("position_consistency")
+    if consistency is not None and consistency < LOW_CONSISTENCY:
+        sentences.append(f"Caution: the judge gave the same verdict in both orders for only {consistency:.0%} of the "
+                         "pairs it was asked about; the rest count as ties, which pulls every win rate toward 50% "
+                         "and hides differences. A stronger judge would tell more.")
     return " ".join(sentences)
+
+
+def _baseline_phrase(results: dict) -> str:
+    name = results.get("baseline", "reference")
+    return {"reference": "the reference model", "gold": "the gold responses"}.get(name, f"the {name} baseline")
 
 
 # ---------------------------------------------------------------- report sections
@@ -354,7 +365,7 @@ def _leaderboard(results: dict) -> str:
                  fmt_interval(ref.get("mean_score")), fmt_number(ref.get("mean_length")),
                  fmt_interval(rob.get("drop"), signed=True), "0"])
     return (_table(header, rows, numeric_from=3)
-            + f"\n*verdict*: **better**/**worse** than the {baseline} when the win-rate interval excludes 50%, "
+            + f"\n*verdict*: **better**/**worse** than {_baseline_phrase(results)} when the win-rate interval excludes 50%, "
               "*n.s.* when it does not. "
               "Win rate counts ties as half. *Robustness drop*: score on original prompts minus the mean over "
               "variants (positive: less robust). *KL*: KL(policy ‖ reference) per response.\n")

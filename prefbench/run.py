@@ -30,7 +30,7 @@ from prefbench.objective import get_objective
 log = logging.getLogger("prefbench")
 
 DEFAULT_OBJECTIVES = ("dpo", "ipo", "simpo", "jpo", "sft_jpo")
-STAGES = ("data", "train", "generate", "judge", "report")
+STAGES = ("sft", "data", "train", "generate", "judge", "report")
 
 
 @dataclass
@@ -131,9 +131,24 @@ def eval_prompts(spec, seed: int = 0) -> list:
     return out
 
 
+def sft_config(cfg: RunConfig, spec, run_dir: Path) -> TrainConfig:
+    """The SFT stage: the release's SFT split of the task, on the run's base model."""
+    return TrainConfig.from_dict({**spec.sft, "data": spec.eval_location, "objective": "sft", "model": cfg.model,
+                                  "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft")},
+                                 f"benchmark {spec.name} (sft)")
+
+
+def start_model(cfg: RunConfig, spec, run_dir: Path) -> str:
+    """The model every objective starts from (and the reference): the SFT stage's output when the
+    benchmark has one, else the base model."""
+    from prefbench.sft import merged_model_dir
+
+    return str(merged_model_dir(run_dir / "sft")) if spec.sft else cfg.model
+
+
 def train_config(cfg: RunConfig, spec, params: dict, objective: str, seed: int, run_dir: Path) -> TrainConfig:
     return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "objective": objective,
-                                  "objective_params": params[objective], "model": cfg.model,
+                                  "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),
                                   "quantization": cfg.quantization, "seed": seed,
                                   "output_dir": str(run_dir / objective / f"seed{seed}")}, f"benchmark {spec.name}")
 
@@ -167,12 +182,20 @@ def run(cfg: RunConfig) -> dict:
 
     overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
     try:
+        overall.set_postfix_str("sft")
+        if spec.sft:
+            from prefbench.sft import sft
+
+            timed("sft", lambda: sft(sft_config(cfg, spec, run_dir), spec.task))
+        model = start_model(cfg, spec, run_dir)
+        overall.update()
+
         overall.set_postfix_str("data")
         prompts_path = run_dir / "data" / "eval.jsonl"
         if not prompts_path.exists():
             write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
         prompts = [TaskPrompt.from_json(r) for r in read_jsonl(prompts_path)]
-        summary = timed("data", lambda: build_run_data(spec, cfg.model, cfg.quantization, 0, run_dir / "data"))
+        summary = timed("data", lambda: build_run_data(spec, model, cfg.quantization, 0, run_dir / "data"))
         log.info("data: %s", describe(summary))
         overall.update()
 
@@ -184,7 +207,7 @@ def run(cfg: RunConfig) -> dict:
 
         overall.set_postfix_str("generate")
         systems = systems_for(cfg.objectives, cfg.seeds)
-        timed("generate", lambda: generate_systems(run_dir, systems, prompts, spec.eval, cfg.model,
+        timed("generate", lambda: generate_systems(run_dir, systems, prompts, spec.eval, model,
                                                    cfg.quantization, seed=0))
         overall.update()
 

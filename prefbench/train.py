@@ -38,6 +38,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -47,7 +48,7 @@ from prefbench.config import ConfigError, TrainConfig
 from prefbench.data import PreferenceRecord, load_preferences
 from prefbench.formatting import collate, encode
 from prefbench.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
-from prefbench.models import add_lora, cache_root, load_base_model, load_tokenizer, resolve_model_path
+from prefbench.models import add_lora, cache_root, load_base_model, load_tokenizer, model_fingerprint
 from prefbench.objective import get_objective
 
 log = logging.getLogger("prefbench")
@@ -59,7 +60,8 @@ class TrainingError(RuntimeError):
 
 @dataclass
 class EncodedPairs:
-    """Token ids and response masks of every pair's chosen and rejected side."""
+    """Token ids and response masks of every pair's chosen and rejected side. SFT data has no
+    rejected side (``rejected`` empty): then each example is one sequence."""
 
     chosen: list[tuple[list[int], list[int]]]
     rejected: list[tuple[list[int], list[int]]]
@@ -68,10 +70,19 @@ class EncodedPairs:
     def __len__(self) -> int:
         return len(self.chosen)
 
+    @property
+    def paired(self) -> bool:
+        return bool(self.rejected)
+
     def batch(self, indices: list[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Chosen sequences first, then rejected, in one padded batch (one forward pass for both)."""
-        tensors = collate([self.chosen[i] for i in indices] + [self.rejected[i] for i in indices], pad_id)
+        rejected = [self.rejected[i] for i in indices] if self.paired else []
+        tensors = collate([self.chosen[i] for i in indices] + rejected, pad_id)
         return {k: v.to(device) for k, v in tensors.items()}
+
+    def split(self, stats: SequenceLogProbs) -> tuple[SequenceLogProbs, SequenceLogProbs]:
+        """A batch's statistics as (chosen, rejected); without a rejected side both are the one sequence."""
+        return stats.split_pairs() if self.paired else (stats, stats)
 
     def digest(self) -> str:
         h = hashlib.sha256()
@@ -81,22 +92,34 @@ class EncodedPairs:
         return h.hexdigest()
 
 
-def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) -> EncodedPairs:
-    chosen, rejected, truncated = [], [], 0
-    for rec in records:
-        for prompt, response, out in ((rec.prompt_chosen, rec.response_chosen, chosen),
-                                      (rec.prompt_rejected, rec.response_rejected, rejected)):
-            ids, mask = encode(tokenizer, prompt, response)
-            if len(ids) > max_length:
-                truncated += 1
-                ids, mask = ids[:max_length], mask[:max_length]
-            if not any(mask):
-                raise TrainingError(f"a prompt is longer than max_length={max_length} tokens, leaving no response "
-                                    f"tokens; raise max_length or shorten the prompt ({str(prompt)[:60]!r}...)")
-            out.append((ids, mask))
+def _encode_sequences(items: list[tuple], tokenizer, max_length: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """``(prompt, response)`` items as (ids, response mask), cut to ``max_length``; and how many were cut."""
+    out, truncated = [], 0
+    for prompt, response in items:
+        ids, mask = encode(tokenizer, prompt, response)
+        if len(ids) > max_length:
+            truncated += 1
+            ids, mask = ids[:max_length], mask[:max_length]
+        if not any(mask):
+            raise TrainingError(f"a prompt is longer than max_length={max_length} tokens, leaving no response "
+                                f"tokens; raise max_length or shorten the prompt ({str(prompt)[:60]!r}...)")
+        out.append((ids, mask))
     if truncated:
-        log.warning("truncated %d of %d sequences to max_length=%d tokens", truncated, 2 * len(records), max_length)
-    return EncodedPairs(chosen, rejected, truncated)
+        log.warning("truncated %d of %d sequences to max_length=%d tokens", truncated, len(items), max_length)
+    return out, truncated
+
+
+def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) -> EncodedPairs:
+    items = [(r.prompt_chosen, r.response_chosen) for r in records] + \
+            [(r.prompt_rejected, r.response_rejected) for r in records]
+    encoded, truncated = _encode_sequences(items, tokenizer, max_length)
+    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated)
+
+
+def encode_responses(examples: list, tokenizer, max_length: int) -> EncodedPairs:
+    """SFT examples (``.prompt``, ``.response``) as sequences without a rejected side."""
+    encoded, truncated = _encode_sequences([(e.prompt, e.response) for e in examples], tokenizer, max_length)
+    return EncodedPairs(encoded, [], truncated)
 
 
 def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch_size: int = 8
@@ -117,7 +140,7 @@ def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch
         for start in tqdm(range(0, n, batch_size), desc="reference log-probs", unit="batch"):
             idx = list(range(start, min(start + batch_size, n)))
             stats = model_sequence_logprobs(model, **pairs.batch(idx, pad_id, model.device)).to("cpu")
-            parts.append(stats.split_pairs())
+            parts.append(pairs.split(stats))
     model.train(was_training)
     chosen, rejected = SequenceLogProbs.cat([c for c, _ in parts]), SequenceLogProbs.cat([r for _, r in parts])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,11 +213,25 @@ def _check_same_run(cfg: TrainConfig, out: Path) -> None:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Train one objective; returns the output folder. Resumes from ``output_dir/checkpoint``."""
-    objective = get_objective(cfg.objective)
-    objective.resolve_params(**cfg.objective_params)  # fail on bad hyperparameters before loading anything
+    """Train one objective on preference pairs; returns the output folder. Resumes from
+    ``output_dir/checkpoint``."""
     if not cfg.data:
         raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
+
+    def encoded(tokenizer) -> EncodedPairs:
+        records = load_preferences(cfg.data, cfg.split)
+        log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
+                 sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
+        return encode_pairs(records, tokenizer, cfg.max_length)
+
+    return fit(cfg, encoded)
+
+
+def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
+    """The engine: ``cfg``'s objective on the sequences ``encoded(tokenizer)`` returns (preference
+    pairs, or SFT examples with the ``sft`` objective)."""
+    objective = get_objective(cfg.objective)
+    objective.resolve_params(**cfg.objective_params)  # fail on bad hyperparameters before loading anything
     out = Path(cfg.output_dir)
     _check_same_run(cfg, out)
     if (out / "adapter" / "adapter_config.json").exists():
@@ -204,22 +241,23 @@ def train(cfg: TrainConfig) -> Path:
     share = process_share(cfg, accelerator.num_processes)  # fail on an uneven split before loading anything
     main = accelerator.is_main_process
     torch.manual_seed(cfg.seed)
-    records = load_preferences(cfg.data, cfg.split)
     tokenizer = load_tokenizer(cfg.model)
-    pairs = encode_pairs(records, tokenizer, cfg.max_length)
-    log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
-             sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
+    pairs = encoded(tokenizer)
+    if not pairs.paired and objective.name != "sft":
+        raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")
 
     device = accelerator.device
     model = add_lora(load_base_model(cfg.model, cfg.quantization, str(device)), cfg.lora_r, cfg.lora_alpha,
                      cfg.lora_dropout, cfg.seed)
     # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
-    ref_key = {"version": 2, "model": resolve_model_path(cfg.model), "quantization": cfg.quantization,
+    ref_key = {"version": 2, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
                "max_length": cfg.max_length,
                "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
-    # the main process of each machine fills the cache; the others then read it instead of recomputing
-    with accelerator.local_main_process_first():
-        ref_chosen, ref_rejected = reference_logprobs(model, pairs, tokenizer.pad_token_id, ref_key)
+    ref_chosen = ref_rejected = None
+    if objective.needs_reference:  # SimPO, ORPO, SFT never read it: skip a whole pass over the data
+        # the main process of each machine fills the cache; the others then read it instead of recomputing
+        with accelerator.local_main_process_first():
+            ref_chosen, ref_rejected = reference_logprobs(model, pairs, tokenizer.pad_token_id, ref_key)
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -265,9 +303,10 @@ def train(cfg: TrainConfig) -> Path:
                 sync = m == cfg.grad_accum - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     batch = pairs.batch(idx, tokenizer.pad_token_id, device)
-                    chosen, rejected = model_sequence_logprobs(model, **batch).split_pairs()
+                    chosen, rejected = pairs.split(model_sequence_logprobs(model, **batch))
                     ix = torch.tensor(idx)
-                    ref_c, ref_r = (r.select(ix).to(device) for r in (ref_chosen, ref_rejected))
+                    ref_c, ref_r = ((r.select(ix).to(device) for r in (ref_chosen, ref_rejected))
+                                    if ref_chosen is not None else (None, None))
                     out_ = objective(pair_logprobs(objective.span, chosen, rejected, ref_c, ref_r),
                                      **cfg.objective_params)
                     loss = out_.losses.mean()

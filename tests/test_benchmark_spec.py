@@ -116,14 +116,16 @@ def test_specs_are_found_in_the_installed_package_when_it_is_mapped(monkeypatch,
     assert [s.name for s in list_benchmarks()] == ["only-here"]
 
 
-def test_checkout_fallback_lists_both_shipped_specs():
-    assert [s.name for s in list_benchmarks()] == ["ifeval-lite", "sentiment"]
+def test_checkout_fallback_lists_every_shipped_spec():
+    assert [s.name for s in list_benchmarks()] == ["hh-helpful", "ifeval-lite", "sentiment", "tldr"]
     assert all(isinstance(s, BenchmarkSpec) for s in list_benchmarks("smoke"))
 
 
 def test_benchmarks_table():
     lines = benchmarks_table().splitlines()
-    assert lines[0].split() == ["name", "task", "train", "prompts", "eval", "prompts", "description"]
+    assert lines[0].split() == ["name", "task", "training", "data", "eval", "prompts", "description"]
     quick = load_benchmark("ifeval-lite")
-    assert lines[1].split()[:4] == ["ifeval-lite", "ifeval-lite", str(quick.data.train_prompts), str(quick.eval.prompts)]
-    assert lines[2].startswith("sentiment") and lines[2].endswith(load_benchmark("sentiment").description)
+    assert lines[2].split()[:6] == ["ifeval-lite", "ifeval-lite", "on-policy,", f"{quick.data.train_prompts}", "prompts",
+                                    str(quick.eval.prompts)]
+    assert lines[3].startswith("sentiment") and lines[3].endswith(load_benchmark("sentiment").description)
+    assert lines[4].split()[:8] == ["tldr", "tldr", "release", "(both,", "8000", "pairs)", "500", "vs"]
