@@ -142,7 +142,7 @@ def locate(source: str | Path, filename: str) -> Path:
     except Exception as exc:  # offline, unknown repo or file: all the same to the user
         raise DataError(f"{source}/{filename}", None, None,
                         f"could not download ({type(exc).__name__}: {exc}); without hub access, pass a local copy "
-                        "of the folder instead") from exc
+                        "of the folder instead (for a benchmark: --set data.location=PATH)") from exc
 
 
 # --- the JPO/DOVE release ------------------------------------------------------------------------

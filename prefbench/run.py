@@ -180,6 +180,12 @@ def run(cfg: RunConfig) -> dict:
         atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
         return value
 
+    # the eval items first: a data-backed task reads them from its dataset, which fails fast if unreachable
+    prompts_path = run_dir / "data" / "eval.jsonl"
+    if not prompts_path.exists():
+        write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
+    prompts = [TaskPrompt.from_json(r) for r in read_jsonl(prompts_path)]
+
     overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
     try:
         overall.set_postfix_str("sft")
@@ -191,10 +197,6 @@ def run(cfg: RunConfig) -> dict:
         overall.update()
 
         overall.set_postfix_str("data")
-        prompts_path = run_dir / "data" / "eval.jsonl"
-        if not prompts_path.exists():
-            write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
-        prompts = [TaskPrompt.from_json(r) for r in read_jsonl(prompts_path)]
         summary = timed("data", lambda: build_run_data(spec, model, cfg.quantization, 0, run_dir / "data"))
         log.info("data: %s", describe(summary))
         overall.update()

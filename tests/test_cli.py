@@ -14,6 +14,11 @@ from prefbench.cli import main
     (["run", "--objectives", "dpo", "--param", "ipo.tau=0.2"], "not among the objectives"),
     (["run", "--judge", "gpt4"], "unknown judge kind"),
     (["data", "build", "--benchmark", "sentimnt"], "did you mean 'sentiment'"),
+    (["run", "--benchmark", "tldr"], "has no built-in scorer: its answers are compared with gold responses"),
+    (["run", "--benchmark", "tldr", "--set", "data.locaton=x"], "did you mean 'location'"),
+    (["run", "--set", "max_steps=3"], "with --set max_steps=3: unknown key 'max_steps'"),
+    (["run", "--set", "train.max_steps"], "--set takes section.key=value"),
+    (["data", "build", "--benchmark", "tldr"], "--set data.location=PATH"),
     (["report", "no/such/run"], "run directory no/such/run does not exist"),
     (["eval", "no/such/run"], "config.yaml: not found"),
 ])
