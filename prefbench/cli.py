@@ -164,6 +164,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from prefbench.evaluate import evaluate, judge_info
     from prefbench.generate_stage import systems_for
     from prefbench.run import make_run_judge, summary_table
+    from prefbench.sft import merged_model_dir
     from prefbench.tasks import TaskPrompt, get_task
 
     _logging()
@@ -178,8 +179,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     judge = make_run_judge(args.judge or config["judge"], task, evaluation.get("judge_prompts", "general"))
     prompts = [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
     meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
-            "params": config["objective_params"],
-            "judge": judge_info(judge)}
+            "params": config["objective_params"], "judge": judge_info(judge),
+            **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
     results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta,
                        evaluation.get("baseline", "reference"))
     print(summary_table(results))

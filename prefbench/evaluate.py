@@ -117,7 +117,8 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     ref = _Table(ref_rows, parents, columns, [REFERENCE])
     pointwise = meta["judge"]["kind"] == "pointwise"
     against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
-    results = {"schema": 1, **{k: meta[k] for k in ("benchmark", "preset", "model")}, "baseline": baseline,
+    results = {"schema": 1, **{k: meta[k] for k in ("benchmark", "preset", "model")},
+               **({"start_model": meta["start_model"]} if meta.get("start_model") else {}), "baseline": baseline,
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
                              "mean_length": float(np.nanmean(ref.words[:, :, 0])),

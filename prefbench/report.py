@@ -325,7 +325,9 @@ def _header(results: dict) -> str:
     judge = results.get("judge") or {}
     methods = sorted({s["win_rate"].get("method") for s in results["systems"] if s["win_rate"].get("method")})
     items = [("benchmark", f"{results.get('benchmark', DASH)} (preset {results.get('preset', DASH)})"),
-             ("model", results.get("model", DASH)),
+             ("model", results.get("model", DASH) + (f" → SFT stage → `{results['start_model']}` (the reference, and "
+                                                     "every objective's starting point)"
+                                                     if results.get("start_model") else "")),
              ("judge", f"{judge.get('name', DASH)} ({judge.get('kind', DASH)})"),
              ("baseline", results.get("baseline", "reference")),
              ("eval prompts", results.get("n_prompts", DASH)),
@@ -357,7 +359,8 @@ def _leaderboard(results: dict) -> str:
     rob = ref.get("robustness") or {}
     wtl = [ref.get(k) for k in ("wins", "ties", "losses")]
     verdict = _verdict(ref["win_rate"]) if ref.get("win_rate") else None
-    rows.append([_reference_label(results), "base model", DASH, _reference_win_rate(results),
+    rows.append([_reference_label(results), "SFT model" if results.get("start_model") else "base model", DASH,
+                 _reference_win_rate(results),
                  *([_vs_gold(ref)] if gold else []),
                  f"**{verdict}**" if verdict else DASH if baseline == "reference" else "n.s.",
                  DASH if None in wtl else "/".join(str(v) for v in wtl),

@@ -215,7 +215,7 @@ def run(cfg: RunConfig) -> dict:
 
         overall.set_postfix_str("judge")
         meta = {"benchmark": spec.name, "preset": cfg.preset, "model": cfg.model, "params": params,
-                "judge": judge_info(judge)}
+                "judge": judge_info(judge), **({"start_model": model} if spec.sft else {})}
         results = timed("judge", lambda: evaluate(run_dir, systems, prompts, judge, meta, spec.eval.baseline))
         overall.update()
 

@@ -76,7 +76,7 @@ def test_tldr_smoke_runs_offline_with_a_local_judge_on_release_files(tmp_path):
     golds = [json.loads(line)["gold_response"] for line in (release / "data/tldr/test.json").read_text().splitlines()]
     assert sorted({j["baseline_words"] for j in judgments}) == sorted({len(g.split()) for g in golds})
     # every objective starts from the SFT stage's merged model, which is also the reference
-    assert (out / "sft" / "model" / "config.json").exists()
+    assert (out / "sft" / "model" / "config.json").exists() and results["start_model"] == str(out / "sft" / "model")
     assert TrainConfig.from_yaml(out / "dpo" / "seed0" / "config.yaml").model == str(out / "sft" / "model")
     summary = json.loads((out / "data" / "summary.json").read_text())
     assert (summary["conditional_pairs"], summary["joint_pairs"]) == (2, 1)

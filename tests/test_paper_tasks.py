@@ -241,3 +241,28 @@ def test_gold_baseline_judges_every_system_and_the_reference_against_the_gold(tm
     md = render_report(tmp_path)[0].read_text()
     assert "win rate vs gold (CI)" in md and "## Win rate vs gold" in md and "the gold responses" in md
     assert "| reference model | base model | — | 37.5% [" in md
+
+
+def test_prefbench_eval_rejudges_a_gold_baseline_run_with_a_local_judge(tmp_path, tiny_model_dir, capsys):
+    import yaml
+
+    from prefbench.cli import main
+
+    spec = load_benchmark("tldr", "smoke", parse_set([f"data.location={RELEASE}"]))
+    config = {"benchmark": {k: v for k, v in spec.to_dict().items() if k != "source"}, "preset": "smoke",
+              "model": "m", "quantization": "4bit", "judge": "gold", "objectives": ["dpo"], "seeds": [0],
+              "objective_params": {"dpo": {"beta": 0.1}}}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    prompts = get_task("tldr", RELEASE).prompts("eval", 2, 0)
+    write_jsonl(tmp_path / "data" / "eval.jsonl", [p.to_json() for p in prompts])
+    for system in systems_for(["dpo"], [0]):
+        write_jsonl(generations_path(tmp_path, system), [
+            {"system": system.name, "id": p.id, "parent": p.id, "variant": "original", "prompt": p.text,
+             "response": f"{system.name} summary {i}", "words": 3} for i, p in enumerate(prompts)])
+    assert main(["eval", str(tmp_path)]) == 2   # the run's own judge, gold, cannot judge tldr
+    assert "has no built-in scorer" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path), "--judge", f"local:{tiny_model_dir}"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["baseline"] == "gold" and results["judge"]["name"] == f"local:{tiny_model_dir}"
+    assert results["reference"]["wins"] + results["reference"]["ties"] + results["reference"]["losses"] == 2
+    assert "win rate vs gold" in capsys.readouterr().out
