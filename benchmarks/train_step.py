@@ -1,8 +1,9 @@
 """Tokens/s and peak memory of one training step on the embedded model.
 
 Variants: QLoRA (4-bit NF4 base) vs LoRA (fp32 base), with reference log-probs cached (the
-engine's way) vs recomputed by an extra adapter-disabled forward every step (the naive way).
-Also a no-grad forward of the same batch, to put the loss cost in proportion. Each variant runs
+engine's way) vs recomputed by an extra adapter-disabled forward every step (the naive way); QLoRA
+with cached reference and gradient checkpointing (``gradient_checkpointing: true``). Also a no-grad
+forward of the same batch, to put the loss cost in proportion. Each variant runs
 in its own process so peak RSS is its own.
 
     .venv/bin/python benchmarks/train_step.py [--pairs 8] [--tokens 128] [--steps 3]
@@ -17,7 +18,8 @@ import subprocess
 import sys
 import time
 
-VARIANTS = [("4bit", "cached"), ("4bit", "per-step"), ("none", "cached"), ("none", "per-step"), ("4bit", "forward-only")]
+VARIANTS = [("4bit", "cached"), ("4bit", "per-step"), ("4bit", "checkpointed"), ("none", "cached"), ("none", "per-step"),
+            ("4bit", "forward-only")]
 
 
 def run_variant(quantization: str, reference: str, pairs: int, tokens: int, steps: int) -> dict:
@@ -28,6 +30,9 @@ def run_variant(quantization: str, reference: str, pairs: int, tokens: int, step
     from prefbench.objective import get_objective
 
     model = add_lora(load_base_model(EMBEDDED, quantization))
+    model.train()  # as the engine trains: LoRA dropout on (from_pretrained leaves a model in eval mode)
+    if reference == "checkpointed":  # as the engine does with gradient_checkpointing: true
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (2 * pairs, tokens), generator=g)
     attn, resp = torch.ones_like(ids), torch.zeros_like(ids)

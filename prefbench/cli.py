@@ -51,7 +51,11 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
         if f.name == "objective_params":
             continue
         kind = type(f.default)
-        p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
+        flag = f"--{f.name.replace('_', '-')}"
+        if kind is bool:  # --gradient-checkpointing / --no-gradient-checkpointing
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="objective hyperparameter, e.g. --param beta=0.2 (repeatable)")
 

@@ -249,6 +249,9 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     device = accelerator.device
     model = add_lora(load_base_model(cfg.model, cfg.quantization, str(device)), cfg.lora_r, cfg.lora_alpha,
                      cfg.lora_dropout, cfg.seed)
+    if cfg.gradient_checkpointing:
+        # non-reentrant: works with frozen (4-bit) inputs and no input-grad hooks, and keeps dropout's RNG
+        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
     ref_key = {"version": 2, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
                "max_length": cfg.max_length,

@@ -64,6 +64,14 @@ def test_same_config_twice_gives_identical_metrics(tiny_model_dir, prefs, tmp_pa
     assert a == b
 
 
+def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, prefs, tmp_path):
+    """Recomputing activations in backward (dropout masks included) gives the same training run."""
+    plain = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "plain")))
+    recomputed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "ckpt", gradient_checkpointing=True)))
+    for a, b in zip(plain, recomputed):
+        assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)
+
+
 def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch):
     full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full")))
     import prefbench.train as engine
