@@ -26,13 +26,13 @@ def run_variant(quantization: str, reference: str, pairs: int, tokens: int, step
     import torch
 
     from prefbench.logprobs import model_sequence_logprobs, pair_logprobs
-    from prefbench.models import EMBEDDED, add_lora, load_base_model
+    from prefbench.models import EMBEDDED, add_lora, enable_checkpointing, load_base_model
     from prefbench.objective import get_objective
 
     model = add_lora(load_base_model(EMBEDDED, quantization))
     model.train()  # as the engine trains: LoRA dropout on (from_pretrained leaves a model in eval mode)
     if reference == "checkpointed":  # as the engine does with gradient_checkpointing: true
-        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, model.config.vocab_size, (2 * pairs, tokens), generator=g)
     attn, resp = torch.ones_like(ids), torch.zeros_like(ids)

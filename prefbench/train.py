@@ -48,7 +48,8 @@ from prefbench.config import ConfigError, TrainConfig
 from prefbench.data import PreferenceRecord, load_preferences
 from prefbench.formatting import collate, encode
 from prefbench.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
-from prefbench.models import add_lora, cache_root, load_base_model, load_tokenizer, model_fingerprint
+from prefbench.models import (add_lora, cache_root, enable_checkpointing, load_base_model, load_tokenizer,
+                              model_fingerprint)
 from prefbench.objective import get_objective
 
 log = logging.getLogger("prefbench")
@@ -250,8 +251,7 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     model = add_lora(load_base_model(cfg.model, cfg.quantization, str(device)), cfg.lora_r, cfg.lora_alpha,
                      cfg.lora_dropout, cfg.seed)
     if cfg.gradient_checkpointing:
-        # non-reentrant: works with frozen (4-bit) inputs and no input-grad hooks, and keeps dropout's RNG
-        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
     ref_key = {"version": 2, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
                "max_length": cfg.max_length,

@@ -72,6 +72,26 @@ def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, p
         assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)
 
 
+def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
+    from prefbench.models import add_lora, enable_checkpointing, load_base_model
+
+    model = add_lora(load_base_model(str(tiny_model_dir), "none"))
+    model.train()
+    calls = []
+    # a submodule's pre-hook: the recompute runs the layer's forward, not its __call__ (whose hooks stay outside),
+    # and stops as soon as the last saved tensor is back, before any module inside it returns
+    model.get_base_model().model.layers[0].mlp.register_forward_pre_hook(lambda *args: calls.append(1))
+
+    def forwards_of_layer0_in_one_step() -> int:
+        calls.clear()
+        model(input_ids=torch.tensor([[1, 2, 3, 4]])).logits.sum().backward()
+        return len(calls)
+
+    assert forwards_of_layer0_in_one_step() == 1
+    enable_checkpointing(model)
+    assert forwards_of_layer0_in_one_step() == 2   # once forward, once recomputed for the backward
+
+
 def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch):
     full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full")))
     import prefbench.train as engine
