@@ -26,10 +26,12 @@ from prefbench.artifacts import atomic_write_text, read_jsonl, write_jsonl
 from prefbench.generate_stage import REFERENCE, System, kl_path, load_generations
 from prefbench.judges import JudgeDiagnostics, JudgmentCache, judge_many, score_outcome
 from prefbench.stats import (StatsError, hierarchical_mean_ci, hierarchical_paired_difference, holm,
-                             length_controlled_win_rate, mean_ci, paired_difference, robustness_summary)
+                             length_controlled_win_rate, mean_ci, minimum_detectable_difference, paired_difference,
+                             robustness_summary)
 from prefbench.tasks.base import TaskPrompt
 
 CONFIDENCE = 0.95
+POWER = 0.8   # for the minimum detectable difference of each comparison
 
 
 def judge_info(judge) -> dict:
@@ -147,13 +149,18 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             "training": [{"seed": s.seed, "metrics": f"{s.name}/metrics.jsonl"} for s in members],
         })
     comparisons = []
+    n_comparisons = max(1, len(objectives) * (len(objectives) - 1) // 2)
     for a, b in itertools.combinations(objectives, 2):
         x, y = outcomes[a], outcomes[b]
         if x.shape[0] == 1 and y.shape[0] == 1:
             diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE)
         else:
             diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE)
-        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p})
+        # at the strictest level Holm may apply (alpha / number of comparisons), per prompt averaged over seeds
+        per_prompt = np.nanmean(x, axis=0) - np.nanmean(y, axis=0)
+        mde = minimum_detectable_difference(per_prompt, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER) \
+            if len(per_prompt) > 1 else None
+        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p, "mde": mde})
     for c, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
         c["p_holm"] = adjusted
         c["significant"] = adjusted < 1 - CONFIDENCE

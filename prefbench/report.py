@@ -254,8 +254,12 @@ def pairwise_reading(results: dict) -> str:
     real = [c for c in comparisons if _significant(c, results)]
     if not real:
         widest = max((c["diff"]["high"] - c["diff"]["low"]) * 50 for c in comparisons)
+        mdes = [c["mde"] for c in comparisons if c.get("mde") is not None]
+        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about "
+                 f"{100 * max(mdes):.1f} points to be detected with 80% power after the correction." if mdes else "")
         return (f"None of the {len(comparisons)} pairwise differences survives {correction} correction, so this "
-                f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide).")
+                f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
+                + power)
     p_name = f"p_{_correction(results)}"
     phrases = []
     for c in real:
@@ -396,10 +400,10 @@ def _reference_win_rate(results: dict) -> str:
 def _comparisons(results: dict) -> str:
     c_name = _correction(results)
     rows = [[f"{c['a']} − {c['b']}", fmt_points(c["diff"]), fmt_p(c.get("p")), fmt_p(c.get(f"p_{c_name}")),
-             "**yes**" if _significant(c, results) else "no"]
+             "**yes**" if _significant(c, results) else "no", fmt_number(c.get("mde"), 1, 100, " pp")]
             for c in results.get("comparisons") or []]
     header = ["comparison (a − b)", "difference in win rate (CI)", "p", f"p ({c_name.capitalize()})",
-              f"significant after {c_name.capitalize()}"]
+              f"significant after {c_name.capitalize()}", "detectable difference"]
     if not rows:
         return ""
     seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
@@ -409,7 +413,9 @@ def _comparisons(results: dict) -> str:
     note = (f"\n*CI*: per-comparison {round(100 * results.get('confidence', 0.95))}% interval ({method}), "
             f"not adjusted for the {len(rows)} comparisons; *p*: {test}. Only "
             f"*significant after {c_name.capitalize()}* accounts for multiplicity, so an interval that excludes 0 "
-            f"next to \"no\" is not evidence of a difference.\n")
+            f"next to \"no\" is not evidence of a difference. *Detectable difference*: the smallest true difference "
+            f"this run would find with 80% power at the strictest {c_name.capitalize()} level (normal approximation "
+            f"from the spread of the per-prompt differences); a smaller real gap can hide behind \"no\".\n")
     return _table(header, rows) + note
 
 

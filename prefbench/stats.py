@@ -8,7 +8,8 @@ prompts, seeded with ``np.random.default_rng(seed)`` so a report is reproducible
   permutation p-value); :func:`unpaired_difference` exists to show how much pairing buys;
 * several seeds: :func:`hierarchical_mean_ci` / :func:`hierarchical_paired_difference`
   (resample seeds, then prompts);
-* several comparisons: :func:`holm` adjusts the p-values;
+* several comparisons: :func:`holm` adjusts the p-values; :func:`minimum_detectable_difference`
+  says how large a difference the run could have detected, so "not significant" can be read;
 * instruction variants: :func:`cluster_mean_ci` / :func:`robustness_summary` (resample prompts
   together with all their variants);
 * length bias: :func:`length_controlled_win_rate` (AlpacaEval-style logistic adjustment).
@@ -210,6 +211,25 @@ def unpaired_difference(x: ArrayLike, y: ArrayLike, *, confidence: float = 0.95,
 
     return _bootstrap((x_arr, y_arr), difference, float(x_arr.mean() - y_arr.mean()), paired=False,
                       method="BCa", confidence=confidence, n_resamples=n_resamples, seed=seed)
+
+
+def minimum_detectable_difference(d: ArrayLike, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean paired difference a two-sided level-``alpha`` test detects with
+    probability ``power``, given the spread of the observed per-prompt differences ``d``:
+
+        MDE = (z_{1-alpha/2} + z_{power}) * sd(d) / sqrt(n)
+
+    (normal approximation; the sign-flip test of :func:`paired_difference` has that power at that
+    difference within a few points, see the tests). A non-significant comparison whose MDE is larger
+    than the effect of interest says "this run could not have told", not "there is no difference".
+    """
+    arr = _as_array(d, "d", 1)
+    if not 0 < alpha < 1 or not 0 < power < 1:
+        raise StatsError(f"alpha and power must be in (0, 1), got {alpha}, {power}")
+    if arr.size < 2:
+        raise StatsError("need at least 2 prompts to estimate the spread of the differences")
+    z = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(power)
+    return float(z * arr.std(ddof=1) / math.sqrt(arr.size))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -59,6 +59,10 @@ def test_outcomes_counts_and_win_rates_by_hand(tmp_path):
     (c,) = results["comparisons"]
     assert (c["a"], c["b"]) == ("dpo", "jpo") and c["diff"]["estimate"] == pytest.approx(0.625 - 1.0)
     assert c["p_holm"] == pytest.approx(c["p"]) and c["significant"] == (c["p_holm"] < 0.05)
+    # per-prompt differences dpo − jpo on the originals: 0, 0, −0.5, −1 (one comparison: alpha 0.05)
+    d = [0.0, 0.0, -0.5, -1.0]
+    sd = (sum((x + 0.375) ** 2 for x in d) / 3) ** 0.5
+    assert c["mde"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
     assert [s["name"] for s in results["systems"]] == ["jpo", "dpo"]  # sorted by win rate
     judgments = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert len(judgments) == 3 * 8

@@ -18,6 +18,7 @@ from prefbench.stats import (
     holm,
     length_controlled_win_rate,
     mean_ci,
+    minimum_detectable_difference,
     paired_difference,
     robustness_summary,
     unpaired_difference,
@@ -180,6 +181,35 @@ def test_paired_p_value_rejects_at_the_nominal_rate_under_the_null():
          for k in range(150)]
     assert 0.01 <= np.mean(np.array(p) < 0.05) <= 0.10
     assert np.mean(np.array(p) > 0.3) == pytest.approx(0.7, abs=0.1)  # p is ~uniform under H0
+
+
+def test_minimum_detectable_difference_by_hand_and_bad_input():
+    d = np.array([1.0, 0.0, -1.0, 0.5, 0.5])
+    z = 1.959964 + 0.841621   # z_0.975 + z_0.8
+    assert minimum_detectable_difference(d) == pytest.approx(z * d.std(ddof=1) / math.sqrt(5), rel=1e-5)
+    assert minimum_detectable_difference(d, alpha=0.01) > minimum_detectable_difference(d)   # stricter level
+    with pytest.raises(StatsError, match="at least 2 prompts"):
+        minimum_detectable_difference([0.5])
+    with pytest.raises(StatsError, match="alpha and power"):
+        minimum_detectable_difference(d, power=1.0)
+
+
+def test_the_sign_flip_test_has_the_stated_power_at_the_minimum_detectable_difference():
+    """Per-prompt paired outcome differences in {-1, -0.5, 0, 0.5, 1} (win/tie/loss vs win/tie/loss):
+    at a true mean difference equal to the MDE, the permutation test rejects about 80% of the time."""
+    rng = np.random.default_rng(11)
+    n, base = 200, np.array([0.15, 0.1, 0.5, 0.1, 0.15])        # symmetric: mean 0
+    values = np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    sd = math.sqrt(float(base @ values**2))
+    mde = (1.959964 + 0.841621) * sd / math.sqrt(n)
+    probs = base + np.array([-1, 0, 0, 0, 1]) * mde / 2       # moves the mean by exactly mde (variance barely)
+    rejected, estimates = [], []
+    for k in range(300):
+        d = rng.choice(values, p=probs, size=n)
+        rejected.append(paired_difference(d, np.zeros(n), n_resamples=999, seed=k)[1] < 0.05)
+        estimates.append(minimum_detectable_difference(d))
+    assert 0.72 <= np.mean(rejected) <= 0.88
+    assert np.mean(estimates) == pytest.approx(mde, rel=0.05)
 
 
 # ----------------------------------------------------------------------------- degenerate input
