@@ -73,8 +73,8 @@ class EvalSettings:
     kl_samples: int = 1                 # policy samples per eval prompt for the KL estimate
     baseline: str = "reference"         # what every answer is judged against: the reference model's answer, or
                                         # the gold response of a data-backed task (the JPO paper's metric)
-    location: str = ""                  # data-backed tasks: where the test items are read (empty: data.location
-                                        # when data.source is release, else the release's hub id)
+    location: str = ""                  # data-backed tasks: where the JPO release's test items (and SFT data) are
+                                        # read (empty: data.location when data.source is release, else the hub)
     judge_prompts: str = "general"      # the template a pairwise judge renders: general, summarization, dialogue
 
 
@@ -94,7 +94,7 @@ class BenchmarkSpec:
     source: str = ""                                                   # the file it was read from
 
     @property
-    def eval_location(self) -> str:
+    def release_location(self) -> str:
         """Where the JPO release is read for eval items and SFT data (see :class:`EvalSettings`);
         empty means the hub."""
         if self.eval.location:
@@ -102,10 +102,10 @@ class BenchmarkSpec:
         return self.data.location if self.data.source == "release" else ""
 
     def make_task(self):
-        """The benchmark's task; a data-backed one reads its eval items from :attr:`eval_location`."""
+        """The benchmark's task; a data-backed one reads its eval items from :attr:`release_location`."""
         from prefbench.tasks import get_task, is_data_backed
 
-        return get_task(self.task, self.eval_location if is_data_backed(self.task) else "")
+        return get_task(self.task, self.release_location if is_data_backed(self.task) else "")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML/JSON-ready values (for the run's config record)."""

@@ -1,4 +1,4 @@
-"""``prefbench run``: config -> data -> train (objective × seed) -> generate -> judge -> stats -> report.
+"""``prefbench run``: config -> [sft] -> data -> train (objective × seed) -> generate -> judge -> stats -> report.
 
 Every stage reads the previous stage's artifacts from the run directory and writes its own, and a
 stage whose artifacts are complete is skipped, so a killed run resumes where it stopped and a
@@ -6,6 +6,8 @@ re-run of a finished one only re-renders the report. A run directory that holds 
 different configuration is refused rather than mixed.
 
     runs/<name>/config.yaml            the resolved configuration (benchmark preset included)
+    runs/<name>/sft/                   benchmarks with an SFT stage (tldr, hh-helpful): adapter/, and model/ (merged),
+                                       the reference and every objective's starting point
     runs/<name>/data/                  prompts, reference samples with scores, train.jsonl, eval.jsonl
     runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/)
     runs/<name>/generations/, kl/      answers of every system, KL samples
@@ -133,7 +135,7 @@ def eval_prompts(spec, seed: int = 0) -> list:
 
 def sft_config(cfg: RunConfig, spec, run_dir: Path) -> TrainConfig:
     """The SFT stage: the release's SFT split of the task, on the run's base model."""
-    return TrainConfig.from_dict({**spec.sft, "data": spec.eval_location, "objective": "sft", "model": cfg.model,
+    return TrainConfig.from_dict({**spec.sft, "data": spec.release_location, "objective": "sft", "model": cfg.model,
                                   "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft")},
                                  f"benchmark {spec.name} (sft)")
 

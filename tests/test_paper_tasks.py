@@ -111,7 +111,7 @@ def test_set_overrides_apply_over_the_preset_and_are_checked():
     assert parse_set(["data.location=/x", "train.max_steps=5", "eval.variants=[typo]"]) == \
         {"data": {"location": "/x"}, "train": {"max_steps": 5}, "eval": {"variants": ["typo"]}}
     spec = load_benchmark("tldr", "smoke", parse_set(["data.location=" + RELEASE, "train.max_steps=3"]))
-    assert spec.data.location == RELEASE and spec.eval_location == RELEASE and spec.train["max_steps"] == 3
+    assert spec.data.location == RELEASE and spec.release_location == RELEASE and spec.train["max_steps"] == 3
     assert spec.model == "embedded:smollm2-135m-instruct" and spec.sft["max_steps"] == 2
     with pytest.raises(BenchmarkError, match="section.key=value"):
         parse_set(["max_steps"])
