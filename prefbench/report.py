@@ -255,8 +255,10 @@ def pairwise_reading(results: dict) -> str:
     if not real:
         widest = max((c["diff"]["high"] - c["diff"]["low"]) * 50 for c in comparisons)
         mdes = [c["mde"] for c in comparisons if c.get("mde") is not None]
-        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about "
-                 f"{100 * max(mdes):.1f} points to be detected with 80% power after the correction." if mdes else "")
+        size = (f"{100 * min(mdes):.1f}–{100 * max(mdes):.1f}" if max(mdes) - min(mdes) >= 0.001
+                else f"{100 * max(mdes):.1f}") if mdes else ""
+        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about {size} points "
+                 "(depending on the pair) to be detected with 80% power after the correction." if mdes else "")
         return (f"None of the {len(comparisons)} pairwise differences survives {correction} correction, so this "
                 f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
                 + power)
