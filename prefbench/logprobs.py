@@ -52,18 +52,52 @@ class SequenceLogProbs:
         return SequenceLogProbs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(SequenceLogProbs)))
 
 
-def token_logprobs(logits: Tensor, targets: Tensor, chunk_size: int = 256) -> Tensor:
-    """log p(targets[b, t]) under ``logits[b, t]``, in float32, chunked over positions.
+# Elements of the float32 log-softmax that exist at once: 2**26 is 256 MB, whatever the batch and vocabulary.
+CHUNK_ELEMENTS = 2**26
 
-    A full fp32 log-softmax over a 49k vocabulary for every position would briefly double the
-    logits' memory; chunking keeps the extra to ``chunk_size`` positions at a time.
+
+class _TokenLogProbs(torch.autograd.Function):
+    """``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])`` in float32, a chunk of positions at a time,
+    forward and backward. Autograd keeps only the logits (no float32 copy) and the [B, T] logsumexp; the
+    backward writes each chunk's gradient, (onehot(target) - softmax) * grad, straight into one gradient
+    tensor, where slicing under plain autograd would allocate a full-size zero gradient per chunk."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, step: int) -> Tensor:
+        out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(out)
+        for start in range(0, logits.shape[1], step):
+            chunk = logits[:, start:start + step].float()
+            lse[:, start:start + step] = torch.logsumexp(chunk, dim=-1)
+            picked = chunk.gather(-1, targets[:, start:start + step, None]).squeeze(-1)
+            out[:, start:start + step] = picked - lse[:, start:start + step]
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.step = step
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        logits, targets, lse = ctx.saved_tensors
+        step = ctx.step
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[1], step):
+            g = grad_out[:, start:start + step].float()
+            probs = (logits[:, start:start + step].float() - lse[:, start:start + step, None]).exp_()
+            chunk_grad = probs.mul_(-g[..., None])
+            chunk_grad.scatter_add_(-1, targets[:, start:start + step, None], g[..., None])
+            grad[:, start:start + step] = chunk_grad
+        return grad, None, None
+
+
+def token_logprobs(logits: Tensor, targets: Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+    """log p(targets[b, t]) under ``logits[b, t]``, in float32, in chunks of positions.
+
+    The float32 log-softmax over the vocabulary is the largest tensor of a training step (32
+    sequences × 768 tokens × a 152k vocabulary is 15 GB); each chunk holds at most ``chunk_elements``
+    of it, in the forward and the backward pass (:class:`_TokenLogProbs`).
     """
-    out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
-    for start in range(0, logits.shape[1], chunk_size):
-        chunk = logits[:, start : start + chunk_size].float()
-        picked = chunk.gather(-1, targets[:, start : start + chunk_size, None]).squeeze(-1)
-        out[:, start : start + chunk_size] = picked - torch.logsumexp(chunk, dim=-1)
-    return out
+    rows, _, vocab = logits.shape
+    return _TokenLogProbs.apply(logits, targets, max(1, chunk_elements // max(1, rows * vocab)))
 
 
 def sequence_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> SequenceLogProbs:

@@ -61,8 +61,38 @@ def test_chunked_token_logprobs_equal_full_log_softmax():
     logits = torch.randn(3, 37, 101, generator=g)
     targets = torch.randint(0, 101, (3, 37), generator=g)
     expected = logits.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
-    torch.testing.assert_close(token_logprobs(logits, targets, chunk_size=8), expected)
+    for chunk_elements in (1, 3 * 8 * 101, 10**9):   # one position, 8 positions, everything at once
+        torch.testing.assert_close(token_logprobs(logits, targets, chunk_elements), expected)
     assert token_logprobs(logits.bfloat16(), targets).dtype == torch.float32
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_chunked_token_logprobs_give_the_log_softmax_gradient_and_keep_no_float32_copy(dtype):
+    """The hand-written backward equals autograd through log_softmax, and only the logits (no float32
+    copy) and per-position [B, T] tensors are kept for the backward pass."""
+    g = torch.Generator().manual_seed(1)
+    base = torch.randn(4, 50, 300, generator=g).to(dtype)
+    targets = torch.randint(0, 300, (4, 50), generator=g)
+    weights = torch.randn(4, 50, generator=g)
+    direct = base.float().clone().requires_grad_()
+    expected = (direct.log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1) * weights).sum()
+    expected.backward()
+    for chunk_elements in (1, 4 * 7 * 300, 10**9):
+        logits = base.clone().requires_grad_()
+        saved = []
+
+        def pack(t):
+            saved.append(t.numel() * t.element_size() if t.dtype.is_floating_point else 0)
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            loss = (token_logprobs(logits, targets, chunk_elements) * weights).sum()
+        loss.backward()
+        torch.testing.assert_close(loss.detach(), expected.detach(), rtol=1e-5, atol=1e-4)
+        tol = dict(rtol=0, atol=1e-6) if dtype == torch.float32 else dict(rtol=0.02, atol=1e-3)
+        torch.testing.assert_close(logits.grad.float(), direct.grad, **tol)
+        assert logits.grad.dtype == dtype
+        assert sum(saved) <= base.numel() * base.element_size() + 2 * 4 * weights.numel()
 
 
 def test_jpo_equals_dpo_when_instructions_are_shared(tiny_lm):
