@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from prefbench.config import ConfigError, TrainConfig
+from prefbench.paper_data import KIND_CHOICES
 from prefbench.tasks import list_tasks
 from prefbench.tasks.base import VARIANT_KINDS
 
@@ -116,6 +117,7 @@ class BenchmarkSpec:
 
 _SECTIONS = {"data": DataSettings, "eval": EvalSettings}
 _TOP_KEYS = ("name", "task", "description", "model", "sft", "data", "eval", "train", "objective_params", "presets")
+_OVERRIDABLE = [k for k in _TOP_KEYS if k not in ("name", "task", "presets")]   # by presets and --set
 # the dataset a human-comparison source holds, and the one kind of pair it has
 _SOURCE_TASK = {"summarize_from_feedback": "tldr", "hh-rlhf": "hh-helpful"}
 
@@ -207,7 +209,7 @@ def _validate_data(d: DataSettings, where: str) -> None:
         if getattr(d, key) < 0:
             raise BenchmarkError(f"{where}.{key} must be >= 0, got {getattr(d, key)}")
     _choice(d.source, DATA_SOURCES, f"{where}.source")
-    _choice(d.kinds, ("conditional", "joint", "both"), f"{where}.kinds")
+    _choice(d.kinds, KIND_CHOICES, f"{where}.kinds")
 
 
 def _choice(value: str, choices, where: str) -> None:
@@ -330,11 +332,11 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
     where = f"{source} (preset '{preset}')"
     if not isinstance(chosen, dict):
         raise BenchmarkError(f"{where}: expected a mapping of overrides, got {chosen!r}")
-    _check_keys(chosen, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
+    _check_keys(chosen, _OVERRIDABLE, where)
     merged = deep_merge({k: v for k, v in doc.items() if k != "presets"}, chosen)
     if overrides:
         where += " with --set " + ", ".join(_dotted(overrides))
-        _check_keys(overrides, [k for k in _TOP_KEYS if k not in ("name", "task", "presets")], where)
+        _check_keys(overrides, _OVERRIDABLE, where)
         merged = deep_merge(merged, overrides)
     for key in ("name", "task"):
         if not isinstance(merged.get(key), str) or not merged[key].strip():

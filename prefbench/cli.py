@@ -143,14 +143,14 @@ def cmd_data_build(args: argparse.Namespace) -> int:
 
 
 def cmd_sft(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from prefbench.sft import sft
 
     _logging()
     cfg = _config_from_args(args)
     if args.objective not in (None, "sft"):
         raise ConfigError(f"prefbench sft trains objective 'sft'; use prefbench train for {args.objective!r}")
-    import dataclasses
-
     cfg = dataclasses.replace(cfg, objective="sft", output_dir=args.output_dir or "runs/sft")
     if not cfg.data and not args.task:
         raise ConfigError("no SFT data: pass --data FILE (instruction/response rows) or --task tldr|hh-helpful "

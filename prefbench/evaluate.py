@@ -169,27 +169,28 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     return results
 
 
-def _win_rate(table: _Table) -> dict:
-    """Win rate (CI), W/T/L and length-controlled win rate of a table's original prompts."""
+def _outcomes(table: _Table) -> dict:
+    """Win rate (CI) and W/T/L of a table's original prompts."""
     first = table.outcome[:, :, 0]
     flat = first.ravel()
+    return {"win_rate": table.interval(first).to_json(), "wins": int((flat == 1).sum()),
+            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum())}
+
+
+def _win_rate(table: _Table) -> dict:
+    """:func:`_outcomes` and the length-controlled win rate against the baseline."""
     try:
-        lc = length_controlled_win_rate(flat, table.words[:, :, 0].ravel(), table.baseline_words[:, :, 0].ravel())
+        lc = length_controlled_win_rate(table.outcome[:, :, 0].ravel(), table.words[:, :, 0].ravel(),
+                                        table.baseline_words[:, :, 0].ravel())
     except StatsError:  # length differences identical everywhere: length cannot be separated out
         lc = None
-    return {"win_rate": table.interval(first).to_json(), "wins": int((flat == 1).sum()),
-            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum()), "lc_win_rate": lc}
+    return {**_outcomes(table), "lc_win_rate": lc}
 
 
 def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dict | None:
     """Win rate (CI) and W/T/L of a system's answers against the gold responses, or None without gold."""
     mine = [r for r in gold_rows if r["system"] in names]
-    if not mine:
-        return None
-    table = _Table(mine, parents, ["original"], names)
-    flat = table.outcome[:, :, 0].ravel()
-    return {"win_rate": table.interval(table.outcome[:, :, 0]).to_json(), "wins": int((flat == 1).sum()),
-            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum())}
+    return _outcomes(_Table(mine, parents, ["original"], names)) if mine else None
 
 
 def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:

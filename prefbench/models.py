@@ -151,7 +151,7 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: i
 
 def enable_checkpointing(model) -> None:
     """Recompute each decoder layer's activations in the backward pass (training mode only): far less
-    memory for long sequences, about a third more time. Non-reentrant, so it needs no input-gradient hooks
+    memory for long sequences, about a fifth more time on the embedded model. Non-reentrant, so it needs no input-gradient hooks
     on a frozen (4-bit) base and replays dropout's random state. ``model`` may be wrapped by PEFT."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     kwargs = {"use_reentrant": False}

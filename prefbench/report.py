@@ -254,11 +254,10 @@ def pairwise_reading(results: dict) -> str:
     real = [c for c in comparisons if _significant(c, results)]
     if not real:
         widest = max((c["diff"]["high"] - c["diff"]["low"]) * 50 for c in comparisons)
-        mdes = [c["mde"] for c in comparisons if c.get("mde") is not None]
-        size = (f"{100 * min(mdes):.1f}–{100 * max(mdes):.1f}" if max(mdes) - min(mdes) >= 0.001
-                else f"{100 * max(mdes):.1f}") if mdes else ""
-        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about {size} points "
-                 "(depending on the pair) to be detected with 80% power after the correction." if mdes else "")
+        mdes = sorted({f"{100 * c['mde']:.1f}" for c in comparisons if c.get("mde") is not None}, key=float)
+        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about "
+                 f"{'–'.join(dict.fromkeys([mdes[0], mdes[-1]]))} points (depending on the pair) to be detected with "
+                 "80% power after the correction." if mdes else "")
         return (f"None of the {len(comparisons)} pairwise differences survives {correction} correction, so this "
                 f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
                 + power)
@@ -352,27 +351,22 @@ def _leaderboard(results: dict) -> str:
     gold = any(s.get("vs_gold") for s in [*results["systems"], ref])
     if gold:
         header.insert(4, "win rate vs gold (CI)")
-    for s in _ranked(results["systems"]):
-        rob = s.get("robustness") or {}
+    def cells(s: dict, win_rate: str, kl: str) -> list[str]:
+        """From the win rate on; the reference has no verdict or counts against itself."""
         wtl = [s.get(k) for k in ("wins", "ties", "losses")]
-        verdict = _verdict(s["win_rate"])
-        rows.append([s["name"], _setup(s), _seed_list(s), fmt_win_rate(s["win_rate"]),
-                     *([_vs_gold(s)] if gold else []), f"**{verdict}**" if verdict else "n.s.",
-                     DASH if None in wtl else "/".join(str(v) for v in wtl),
-                     fmt_number(s.get("lc_win_rate"), 1, 100, "%"), fmt_interval(s.get("mean_score")),
-                     fmt_number(s.get("mean_length")), fmt_interval(rob.get("drop"), signed=True),
-                     fmt_interval(s.get("kl"), digits=2)])
-    rob = ref.get("robustness") or {}
-    wtl = [ref.get(k) for k in ("wins", "ties", "losses")]
-    verdict = _verdict(ref["win_rate"]) if ref.get("win_rate") else None
+        verdict = _verdict(s["win_rate"]) if s.get("win_rate") else None
+        return [win_rate, *([_vs_gold(s)] if gold else []),
+                f"**{verdict}**" if verdict else "n.s." if s.get("win_rate") else DASH,
+                DASH if None in wtl else "/".join(str(v) for v in wtl),
+                fmt_number(s.get("lc_win_rate"), 1, 100, "%"), fmt_interval(s.get("mean_score")),
+                fmt_number(s.get("mean_length")), fmt_interval((s.get("robustness") or {}).get("drop"), signed=True),
+                kl]
+
+    for s in _ranked(results["systems"]):
+        rows.append([s["name"], _setup(s), _seed_list(s),
+                     *cells(s, fmt_win_rate(s["win_rate"]), fmt_interval(s.get("kl"), digits=2))])
     rows.append([_reference_label(results), "SFT model" if results.get("start_model") else "base model", DASH,
-                 _reference_win_rate(results),
-                 *([_vs_gold(ref)] if gold else []),
-                 f"**{verdict}**" if verdict else DASH if baseline == "reference" else "n.s.",
-                 DASH if None in wtl else "/".join(str(v) for v in wtl),
-                 fmt_number(ref.get("lc_win_rate"), 1, 100, "%"),
-                 fmt_interval(ref.get("mean_score")), fmt_number(ref.get("mean_length")),
-                 fmt_interval(rob.get("drop"), signed=True), "0"])
+                 *cells(ref, _reference_win_rate(results), "0")])
     return (_table(header, rows, numeric_from=3)
             + f"\n*verdict*: **better**/**worse** than {_baseline_phrase(results)} when the win-rate interval excludes 50%, "
               "*n.s.* when it does not. "

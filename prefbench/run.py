@@ -107,20 +107,13 @@ def _write_config(cfg: RunConfig, spec, params, run_dir: Path) -> None:
 
 
 def make_run_judge(judge_spec: str, task, judge_prompts: str):
-    """The run's judge; a pairwise one renders the benchmark's conditional template. A task without a
-    scorer (tldr, hh-helpful: gold responses, no verifier) needs a pairwise judge."""
+    """The run's judge; a pairwise one renders the benchmark's conditional template (pointwise ones
+    render no prompt)."""
     from prefbench.judges import make_judge
     from prefbench.judges.templates import get_judge_prompts
-    from prefbench.tasks import has_scorer
 
-    kind = judge_spec.strip().partition(":")[0]
-    if kind in ("gold", "reward-model"):
-        if kind == "gold" and not has_scorer(task):
-            raise ConfigError(f"benchmark task '{task.name}' has no built-in scorer: its answers are compared with "
-                              "gold responses by a pairwise judge; pass --judge local:PATH_OR_ID or "
-                              "--judge openai:MODEL@BASE_URL")
-        return make_judge(judge_spec, task=task)
-    return make_judge(judge_spec, task=task, template=get_judge_prompts(judge_prompts).conditional)
+    pointwise = judge_spec.strip().partition(":")[0] in ("gold", "reward-model")
+    return make_judge(judge_spec, task=task, template=None if pointwise else get_judge_prompts(judge_prompts).conditional)
 
 
 def eval_prompts(spec, seed: int = 0) -> list:

@@ -16,6 +16,7 @@ from prefbench.judges.openai_compatible import OpenAICompatibleJudge
 from prefbench.judges.pairwise import PairwiseJudge
 from prefbench.judges.pointwise import GoldJudge, PointwiseJudge, RewardModelJudge
 from prefbench.judges.verdicts import JudgeError
+from prefbench.tasks import has_scorer
 from prefbench.tasks.base import Task
 
 JUDGE_SPECS = ("gold", "reward-model:PATH_OR_ID", "local:PATH_OR_ID", "openai:MODEL@BASE_URL")
@@ -38,6 +39,10 @@ def make_judge(spec: str, task: Task | None = None, template: str | None = None)
             raise JudgeError(f"the gold judge takes no argument, got {spec!r}")
         if task is None:
             raise JudgeError("the gold judge scores with the task's own judge; pass the task")
+        if not has_scorer(task):
+            raise JudgeError(f"benchmark task '{task.name}' has no built-in scorer: its answers are compared with "
+                             "gold responses by a pairwise judge; pass --judge local:PATH_OR_ID or "
+                             "--judge openai:MODEL@BASE_URL")
         return GoldJudge(task)
     if not arg:
         raise JudgeError(f"judge {spec!r} is missing its argument; expected {usage}")
