@@ -1,9 +1,9 @@
 """Conservative DPO: DPO with label smoothing (preference labels assumed flipped with probability ε)."""
 
-from prefbench.objective import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
+from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
 
 
-@register_objective("cdpo", span="response", needs_reference=True, logps="sum",
+@register_objective("cdpo", span="response", needs_reference=True,
                     params={"beta": Param(0.1, gt=0, doc="inverse temperature"),
                             "label_smoothing": Param(0.1, ge=0, lt=0.5, doc="ε, probability a label is flipped")},
                     paper="Mitchell 2023, 'A note on DPO with noisy preferences'")

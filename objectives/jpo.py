@@ -1,9 +1,9 @@
 """Joint Preference Optimization (DOVE): preferences over instruction-response pairs."""
 
-from prefbench.objective import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
+from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
 
 
-@register_objective("jpo", span="joint", needs_reference=True, logps="sum", aliases=("dove",),
+@register_objective("jpo", span="joint", needs_reference=True, aliases=("dove",),
                     params={"beta": Param(0.1, gt=0, doc="inverse temperature")},
                     paper="Bansal et al. 2024, 'Comparing Bad Apples to Good Oranges', arXiv 2404.00530")
 def jpo(stats: PairLogProbs, *, beta: float) -> ObjectiveOutput:

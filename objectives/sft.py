@@ -1,9 +1,9 @@
 """Supervised fine-tuning on the chosen response."""
 
-from prefbench.objective import mean_nll, ObjectiveOutput, PairLogProbs, register_objective
+from prefbench.registry import ObjectiveOutput, PairLogProbs, mean_nll, register_objective
 
 
-@register_objective("sft", span="response", needs_reference=False, logps="mean", adds_nll=True,
+@register_objective("sft", span="response", needs_reference=False, adds_nll=True,
                     paper="standard maximum-likelihood fine-tuning")
 def sft(stats: PairLogProbs) -> ObjectiveOutput:
     """SFT: NLL(y_w | x_w), the token-mean negative log-likelihood of the chosen response.

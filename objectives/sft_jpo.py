@@ -1,9 +1,17 @@
 """JPO with an SFT term on the chosen response."""
 
-from prefbench.objective import mean_nll, ObjectiveError, ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
+from prefbench.registry import (
+    ObjectiveError,
+    ObjectiveOutput,
+    PairLogProbs,
+    Param,
+    mean_nll,
+    register_objective,
+    sigmoid_preference_loss,
+)
 
 
-@register_objective("sft_jpo", span="joint", needs_reference=True, logps="sum", adds_nll=True,
+@register_objective("sft_jpo", span="joint", needs_reference=True, adds_nll=True,
                     params={"beta": Param(0.1, gt=0, doc="JPO inverse temperature"),
                             "alpha": Param(1.0, ge=0, doc="weight of NLL(y_w | x_w)")},
                     paper="Bansal et al. 2024, arXiv 2404.00530 (JPO) + SFT regulariser")

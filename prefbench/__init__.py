@@ -1,6 +1,6 @@
 """prefbench: compare LLM preference-optimization objectives under identical (Q)LoRA settings."""
 
-from prefbench.objective import (
+from prefbench.registry import (
     Objective,
     ObjectiveError,
     ObjectiveOutput,

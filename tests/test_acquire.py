@@ -1,20 +1,19 @@
 """Preference acquisition (the JPO protocol) with fake deterministic pairwise judges, and the judge
 prompt templates it renders."""
 
-import argparse
 import json
 from itertools import combinations
 
 import pytest
 
-from prefbench import acquire as acquire_module
-from prefbench.judges import JudgeError
-from prefbench.acquire import acquire, add_acquire_arguments, cmd_acquire, run_acquire, sample_pairs
-from prefbench.data import PreferenceRecord, load_preferences
-from prefbench.judges import DEFAULT_TEMPLATE, JudgmentCache, Verdict, make_judge, parse_verdict
+import prefbench.data.acquire as acquire_module
+from prefbench.cli import main
+from prefbench.data.acquire import acquire, run_acquire, sample_pairs
+from prefbench.formats.preferences import load_preferences
+from prefbench.formats.records import PreferenceRecord, SFTExample
+from prefbench.judges import DEFAULT_TEMPLATE, JudgeError, JudgmentCache, Verdict, make_judge, parse_verdict
 from prefbench.judges.templates import JUDGE_PROMPTS, get_judge_prompts, prompt_text
 from prefbench.judges.verdicts import check_template, render_prompt
-from prefbench.paper_data import SFTExample
 
 GENERAL = JUDGE_PROMPTS["general"]
 EXAMPLES = [SFTExample("Q1", "a"), SFTExample("Q2", "bbb"), SFTExample("Q3", "cc"), SFTExample("Q1", "dddd"),
@@ -151,11 +150,8 @@ def test_cli_entry_point_writes_records_and_summary(tmp_path, monkeypatch, capsy
     sft = tmp_path / "sft.jsonl"
     sft.write_text("".join(json.dumps({"instruction": e.prompt, "response": e.response}) + "\n" for e in EXAMPLES))
     out = tmp_path / "out.jsonl"
-    parser = argparse.ArgumentParser()
-    add_acquire_arguments(parser)
-    args = parser.parse_args(["--input", str(sft), "--judge", "openai:m@http://x", "--kind", "joint", "--pairs", "5",
-                              "--output", str(out), "--prompts", "general"])
-    assert cmd_acquire(args) == status
+    assert main(["acquire", "--input", str(sft), "--judge", "openai:m@http://x", "--kind", "joint", "--pairs", "5",
+                 "--output", str(out), "--prompts", "general"]) == status
     assert built["spec"] == "openai:m@http://x"
     summary = json.loads((tmp_path / "out.summary.json").read_text())
     assert (summary["judged"], summary["ties_dropped"], summary["kept"]) == (5, 5 - kept, kept)

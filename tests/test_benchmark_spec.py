@@ -6,20 +6,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-import prefbench.benchmark_spec as bs
-from prefbench.benchmark_spec import (
+import prefbench.benchmark.catalog as catalog
+from prefbench.benchmark import (
     BenchmarkError,
     BenchmarkSpec,
     DataSettings,
     EvalSettings,
     benchmarks_table,
-    deep_merge,
     list_benchmarks,
     load_benchmark,
-    parse_spec,
 )
+from prefbench.benchmark.parse import deep_merge, parse_spec
 
-SPEC_DIR = Path(__file__).parents[1] / "benchmarks" / "specs"
+SPEC_DIR = Path(__file__).parents[1] / "benchmarks"
 MINIMAL = {"name": "mini", "task": "ifeval-lite"}
 
 
@@ -112,7 +111,7 @@ def test_unknown_benchmark_name_suggests_the_closest():
 
 def test_specs_are_found_in_the_installed_package_when_it_is_mapped(monkeypatch, tmp_path):
     (tmp_path / "only-here.yaml").write_text(yaml.safe_dump({**MINIMAL, "name": "only-here"}))
-    monkeypatch.setattr(bs.importlib.resources, "files", lambda package: tmp_path)
+    monkeypatch.setattr(catalog.importlib.resources, "files", lambda package: tmp_path)
     assert [s.name for s in list_benchmarks()] == ["only-here"]
 
 

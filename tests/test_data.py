@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from prefbench.data import DataError, PreferenceRecord, load_preferences, parse_row, write_preferences
+from prefbench.formats.preferences import load_preferences, parse_row, write_preferences
+from prefbench.formats.records import DataError, PreferenceRecord
 
 
 def write_jsonl(path, rows):

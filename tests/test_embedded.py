@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefbench.objective import parse_objective_list
+from prefbench.registry import parse_objective_list
 
 pytestmark = pytest.mark.slow
 
@@ -14,8 +14,8 @@ pytestmark = pytest.mark.slow
 def test_demo_trains_every_objective_and_adapters_reload(tmp_path):
     from peft import PeftModel
 
-    from prefbench.demo import run_demo
-    from prefbench.models import EMBEDDED, load_base_model
+    from prefbench.engine.models import EMBEDDED, load_base_model
+    from prefbench.pipeline.demo import run_demo
     from tests.test_train import assert_reload_reproduces_policy
 
     names = "dpo,ipo,simpo,jpo,sft_jpo"
@@ -36,7 +36,8 @@ def test_demo_trains_every_objective_and_adapters_reload(tmp_path):
 def test_smoke_preset_runs_end_to_end_to_a_report(tmp_path, monkeypatch):
     """`prefbench run --preset smoke` on the embedded model: data, QLoRA training, generation, gold judging,
     statistics and the report, offline on the CPU."""
-    from prefbench.run import RunConfig, run
+    from prefbench.pipeline.config import RunConfig
+    from prefbench.pipeline.run import run
 
     out = tmp_path / "run"
     results = run(RunConfig(objectives=["dpo", "jpo"], preset="smoke", output_dir=str(out)))
@@ -56,10 +57,11 @@ def test_tldr_smoke_runs_offline_with_a_local_judge_on_release_files(tmp_path):
     """The JPO paper's TL;DR benchmark end to end on local files of the release's schema: SFT stage,
     release pairs (conditional + joint, ties dropped), QLoRA training from the SFT model, generation,
     a local LM judging every answer against the gold summary in both orders, statistics, report."""
-    from prefbench.benchmark_spec import parse_set
-    from prefbench.config import TrainConfig
-    from prefbench.models import EMBEDDED
-    from prefbench.run import RunConfig, run
+    from prefbench.benchmark import parse_set
+    from prefbench.engine.config import TrainConfig
+    from prefbench.engine.models import EMBEDDED
+    from prefbench.pipeline.config import RunConfig
+    from prefbench.pipeline.run import run
 
     release = Path(__file__).parent / "fixtures" / "paper" / "release"
     out = tmp_path / "run"

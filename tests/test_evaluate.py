@@ -4,10 +4,11 @@ import json
 
 import pytest
 
-from prefbench.artifacts import write_jsonl
-from prefbench.evaluate import evaluate, leaderboard_csv
-from prefbench.generate_stage import generations_path, systems_for
+from prefbench.evaluation.judging import evaluate
+from prefbench.evaluation.systems import generations_path, systems_for
+from prefbench.reporting.leaderboard import leaderboard_csv
 from prefbench.tasks.base import TaskPrompt
+from prefbench.util.files import write_jsonl
 
 PROMPTS = [TaskPrompt(f"p{i}", f"instruction {i}") for i in range(4)] + \
           [TaskPrompt(f"p{i}~typo", f"instructoin {i}", variant="typo", parent=f"p{i}") for i in range(4)]
@@ -120,7 +121,7 @@ def test_win_rate_against_gold_responses_when_the_prompts_carry_them(tmp_path):
 
 
 def test_the_report_shows_the_gold_column_only_when_there_is_gold(tmp_path):
-    from prefbench.report import render_report
+    from prefbench.reporting.report import render_report
 
     gold = ["a b", "a b c d", "x y z", "a"]
     prompts = [TaskPrompt(p.id, p.text, {"gold": g}) for p, g in zip(PROMPTS[:4], gold)] + PROMPTS[4:]

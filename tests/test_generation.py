@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from prefbench.generation import GenerationSettings, generate
-from prefbench.models import add_lora, load_base_model, load_tokenizer
+from prefbench.engine.generation import GenerationSettings, generate
+from prefbench.engine.models import add_lora, load_base_model, load_tokenizer
 
 PROMPTS = ["Name a fruit", "List two fruits as bullet points please", "red", "Answer briefly: what is the capital?"]
 
@@ -43,8 +43,8 @@ def test_greedy_with_several_samples_is_refused():
 def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_computation(tiny_model_dir):
     import copy
 
-    from prefbench.generate_stage import with_merged_adapter
-    from prefbench.kl import response_kl
+    from prefbench.engine.kl import response_kl
+    from prefbench.engine.merge import with_merged_adapter
 
     tok = load_tokenizer(str(tiny_model_dir))
     reference = load_base_model(str(tiny_model_dir), "none").eval()
@@ -61,7 +61,7 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
     merged = with_merged_adapter(reference, tiny_model_dir.parent / "kl-adapter")
     assert response_kl(merged, reference, tok, prompts, responses) == pytest.approx(got, rel=1e-4)
 
-    from prefbench.formatting import encode
+    from prefbench.engine.formatting import encode
 
     for (prompt, response), value in zip(zip(prompts, responses), got):
         ids, mask = encode(tok, prompt, response)
@@ -75,7 +75,7 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
 
 
 def test_dequantized_copy_computes_what_the_4bit_model_computes(tiny_4bit_dir):
-    from prefbench.models import dequantized
+    from prefbench.engine.models import dequantized
 
     quantized = load_base_model(str(tiny_4bit_dir), "4bit")
     full = dequantized(quantized, str(tiny_4bit_dir))

@@ -12,10 +12,24 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from prefbench.judges import (DEFAULT_TEMPLATE, GoldJudge, JudgeDiagnostics, JudgeError, JudgmentCache, LocalLMJudge,
-                              OpenAICompatibleJudge, RewardModelJudge, Verdict, judge_many, judge_pair, judgment_key,
-                              make_judge, parse_verdict, score_outcome)
-from prefbench.judges import openai_compatible
+from prefbench.judges import (
+    DEFAULT_TEMPLATE,
+    GoldJudge,
+    JudgeDiagnostics,
+    JudgeError,
+    JudgmentCache,
+    LocalLMJudge,
+    OpenAICompatibleJudge,
+    RewardModelJudge,
+    Verdict,
+    judge_many,
+    judge_pair,
+    judgment_key,
+    make_judge,
+    openai_compatible,
+    parse_verdict,
+    score_outcome,
+)
 from prefbench.tasks.base import TaskPrompt
 
 KEY_ENV = "PREFBENCH_TEST_JUDGE_KEY"

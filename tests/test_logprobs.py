@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from prefbench import get_objective
-from prefbench.logprobs import model_sequence_logprobs, pair_logprobs, token_logprobs
+from prefbench.engine.logprobs import model_sequence_logprobs, pair_logprobs, token_logprobs
 
 PAD = 0
 

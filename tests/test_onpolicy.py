@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from prefbench.onpolicy import build_pairs, conditional_pairs, joint_pairs
+from prefbench.data.onpolicy import build_pairs, conditional_pairs, joint_pairs
 from prefbench.tasks.base import TaskPrompt
 
 P = [TaskPrompt(f"t/{i}", f"instruction {i}") for i in range(3)]
@@ -46,9 +46,9 @@ def test_build_pairs_puts_conditional_first():
 
 def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("PREFBENCH_CACHE", str(tmp_path / "cache"))
-    from prefbench import generation, onpolicy
-    from prefbench.benchmark_spec import load_benchmark
-    from prefbench.data import load_preferences
+    from prefbench.benchmark import load_benchmark
+    from prefbench.data import onpolicy
+    from prefbench.formats.preferences import load_preferences
 
     spec = load_benchmark("ifeval-lite", "smoke")
     spec = type(spec)(**{**spec.__dict__, "data": type(spec.data)(**{**spec.data.__dict__, "train_prompts": 6,
@@ -64,7 +64,7 @@ def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, 
     def no_sampling(*a, **k):
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(generation, "generate", no_sampling)
+    monkeypatch.setattr(onpolicy, "generate", no_sampling)
     again = onpolicy.build_data(spec, str(tiny_model_dir), "none", 0, tmp_path / "b")
     assert again == summary
     assert (tmp_path / "b" / "train.jsonl").read_text() == (tmp_path / "a" / "train.jsonl").read_text()

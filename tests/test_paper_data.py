@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from prefbench.data import DataError, PreferenceRecord
-from prefbench.paper_data import (RELEASE_FILES, TLDR_RELEASE_INSTRUCTION, SFTExample, load_eval_examples,
-                                  load_hh_rlhf, load_release_preferences, load_release_sft, load_tldr_comparisons,
-                                  locate, parse_transcript, read_release_preferences, read_sft, release_file)
+from prefbench.formats.hub import locate
+from prefbench.formats.human import load_hh_rlhf, load_tldr_comparisons, parse_transcript
+from prefbench.formats.records import DataError, PreferenceRecord, SFTExample
+from prefbench.formats.release import (
+    RELEASE_FILES,
+    TLDR_RELEASE_INSTRUCTION,
+    load_eval_examples,
+    load_release_preferences,
+    load_release_sft,
+    read_release_preferences,
+    release_file,
+)
+from prefbench.formats.sft import read_sft
 
 FIXTURES = Path(__file__).parent / "fixtures" / "paper"
 RELEASE = FIXTURES / "release"

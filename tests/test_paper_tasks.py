@@ -6,16 +6,18 @@ from pathlib import Path
 
 import pytest
 
-from prefbench.artifacts import write_jsonl
-from prefbench.benchmark_spec import BenchmarkError, load_benchmark, parse_set, parse_spec
-from prefbench.data import DataError
-from prefbench.data_stage import build_dataset_data, build_run_data, describe
-from prefbench.evaluate import evaluate, leaderboard_csv
-from prefbench.generate_stage import generations_path, systems_for
-from prefbench.paper_data import TLDR_RELEASE_INSTRUCTION
+from prefbench.benchmark import BenchmarkError, load_benchmark, parse_set
+from prefbench.benchmark.parse import parse_spec
+from prefbench.data.stage import build_dataset_data, build_run_data, describe
+from prefbench.evaluation.judging import evaluate
+from prefbench.evaluation.systems import generations_path, systems_for
+from prefbench.formats.records import DataError
+from prefbench.formats.release import TLDR_RELEASE_INSTRUCTION
+from prefbench.reporting.leaderboard import leaderboard_csv
 from prefbench.tasks import TaskError, get_task, has_scorer, is_data_backed
 from prefbench.tasks.base import TaskPrompt
 from prefbench.tasks.paper import TLDR_PARAPHRASES
+from prefbench.util.files import write_jsonl
 
 PAPER = Path(__file__).parent / "fixtures" / "paper"
 RELEASE = str(PAPER / "release")
@@ -233,11 +235,11 @@ def test_gold_baseline_judges_every_system_and_the_reference_against_the_gold(tm
     csv = leaderboard_csv(results).splitlines()
     assert csv[-1].startswith("reference,0.375,") and ",1,1,2," in csv[-1]
 
-    from prefbench.report import render_report
-    from prefbench.run import summary_table
+    from prefbench.reporting.leaderboard import leaderboard_text
+    from prefbench.reporting.report import render_report
 
-    assert "win rate vs gold (95% CI)" in summary_table(results).splitlines()[0]
-    assert summary_table(results).splitlines()[3].split()[:2] == ["reference", "37.5%"]
+    assert "win rate vs gold (95% CI)" in leaderboard_text(results).splitlines()[0]
+    assert leaderboard_text(results).splitlines()[3].split()[:2] == ["reference", "37.5%"]
     md = render_report(tmp_path)[0].read_text()
     assert "win rate vs gold (CI)" in md and "## Win rate vs gold" in md and "the gold responses" in md
     assert "| reference model | base model | — | 37.5% [" in md

@@ -6,10 +6,10 @@ import textwrap
 import pytest
 import torch
 
-import prefbench.objective as registry
+import prefbench.registry.objective as registry
 from prefbench import ObjectiveError, PairLogProbs, get_objective, list_objectives
 from prefbench.cli import main
-from prefbench.objective import parse_objective_list
+from prefbench.registry import parse_objective_list
 
 
 def test_aliases_resolve_to_the_same_objective():
@@ -34,7 +34,7 @@ def test_entry_point_plugin_registers_like_a_builtin(tmp_path, monkeypatch):
         import torch.nn.functional as F
         from prefbench import ObjectiveOutput, Param, register_objective
 
-        @register_objective("toy_hinge", span="response", needs_reference=False, logps="sum",
+        @register_objective("toy_hinge", span="response", needs_reference=False,
                             params={"margin": Param(1.0, gt=0)})
         def toy_hinge(stats, *, margin):
             """Hinge: max(0, margin − (S(y_w) − S(y_l)))."""
@@ -61,13 +61,13 @@ def test_entry_point_plugin_registers_like_a_builtin(tmp_path, monkeypatch):
 
 def test_duplicate_registration_is_refused():
     with pytest.raises(ObjectiveError, match="'dpo' is already registered"):
-        registry.register_objective("dpo", span="response", needs_reference=True, logps="sum")(lambda stats: None)
+        registry.register_objective("dpo", span="response", needs_reference=True)(lambda stats: None)
 
 
 def test_cli_lists_objectives_with_metadata(capsys):
     assert main(["objectives"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
-    assert rows["jpo"][1:5] == ["joint", "yes", "sum", "no"]
+    assert rows["jpo"][1:4] == ["joint", "yes", "no"]
     assert rows["simpo"][1:3] == ["response", "no"]
     assert "beta=2," in rows["simpo"] and "gamma=1" in rows["simpo"]
 
@@ -75,3 +75,12 @@ def test_cli_lists_objectives_with_metadata(capsys):
 def test_cli_unknown_objective_is_a_clean_error(capsys):
     assert main(["demo", "--objectives", "dpo,jop"]) == 2
     assert "did you mean 'jpo'" in capsys.readouterr().err
+
+
+def test_the_objective_reference_in_docs_is_generated_from_the_registry():
+    from pathlib import Path
+
+    from prefbench.registry.reference import objectives_markdown
+
+    committed = (Path(__file__).parents[1] / "docs" / "objectives.md").read_text(encoding="utf-8")
+    assert committed == objectives_markdown(), "regenerate it: prefbench objectives --markdown > docs/objectives.md"

@@ -14,8 +14,11 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from prefbench import plots
-from prefbench.report import ReportError, compare_runs, load_results, plain_reading, render_report, run_labels
+from prefbench.reporting import plots
+from prefbench.reporting.compare import compare_runs, run_labels
+from prefbench.reporting.load import ReportError, load_results
+from prefbench.reporting.reading import plain_reading
+from prefbench.reporting.report import render_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("forest", "win_rate", "training", "robustness", "reward_kl")

@@ -5,8 +5,9 @@ import json
 import pytest
 import yaml
 
-from prefbench.config import ConfigError
-from prefbench.run import RunConfig, run
+from prefbench.engine.config import ConfigError
+from prefbench.pipeline.config import RunConfig
+from prefbench.pipeline.run import run
 
 SPEC = {
     "name": "tiny-ifeval", "task": "ifeval-lite", "description": "test spec",
@@ -51,8 +52,8 @@ def test_run_writes_every_stage_and_a_rerun_redoes_nothing(tiny_model_dir, spec_
     assert set(results["timings"]) >= {"data", "train", "generate", "judge", "total"}
 
     # a second run finds every artifact complete: no training, no generation, the same numbers
-    import prefbench.generate_stage as gen_stage
-    import prefbench.train as train_mod
+    import prefbench.engine.trainer as train_mod
+    import prefbench.evaluation.generate as gen_stage
 
     def forbidden(*a, **k):
         raise AssertionError("a completed stage was redone")
@@ -72,7 +73,7 @@ def test_a_run_directory_of_another_configuration_is_refused(tiny_model_dir, spe
 
 
 def test_bad_names_fail_before_any_work(tiny_model_dir, spec_file, tmp_path):
-    from prefbench.objective import ObjectiveError
+    from prefbench.registry import ObjectiveError
 
     with pytest.raises(ObjectiveError, match="did you mean 'jpo'"):
         config(tiny_model_dir, spec_file, tmp_path / "r", objectives=["dpo", "jpoo"])

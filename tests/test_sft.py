@@ -8,9 +8,11 @@ import pytest
 import torch
 
 from prefbench.cli import main
-from prefbench.config import ConfigError, TrainConfig
-from prefbench.paper_data import SFTExample, TLDR_RELEASE_INSTRUCTION
-from prefbench.sft import load_sft_examples, sft
+from prefbench.data.sft import load_sft_examples
+from prefbench.engine.config import ConfigError, TrainConfig
+from prefbench.engine.sft import train_sft
+from prefbench.formats.records import SFTExample
+from prefbench.formats.release import TLDR_RELEASE_INSTRUCTION
 
 RELEASE = Path(__file__).parent / "fixtures" / "paper" / "release"
 
@@ -29,6 +31,10 @@ def sft_file(tmp_path):
     return path
 
 
+def sft(cfg):
+    return train_sft(cfg, lambda: load_sft_examples(cfg.data))
+
+
 def sft_cfg(model_dir, data, out, **kw):
     base = dict(model=str(model_dir), data=str(data), quantization="none", batch_size=4, max_steps=8, lr=1e-2,
                 warmup_steps=1, objective="sft", output_dir=str(out))
@@ -38,9 +44,9 @@ def sft_cfg(model_dir, data, out, **kw):
 def test_sft_lowers_the_nll_and_saves_a_merged_model_that_is_the_trained_policy(tiny_model_dir, sft_file, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    from prefbench.logprobs import model_sequence_logprobs
-    from prefbench.models import load_tokenizer
-    from prefbench.train import encode_responses
+    from prefbench.engine.encoding import encode_responses
+    from prefbench.engine.logprobs import model_sequence_logprobs
+    from prefbench.engine.models import load_tokenizer
 
     model_dir = sft(sft_cfg(tiny_model_dir, sft_file, tmp_path / "sft", max_steps=40, lr=3e-2))
     assert model_dir == tmp_path / "sft" / "model"
@@ -82,7 +88,7 @@ def test_release_sft_split_is_read_with_the_tasks_formatting():
 def test_model_fingerprint_changes_when_the_folder_is_rewritten(tiny_model_dir, tmp_path):
     import shutil
 
-    from prefbench.models import model_fingerprint
+    from prefbench.engine.models import model_fingerprint
 
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
@@ -93,7 +99,8 @@ def test_model_fingerprint_changes_when_the_folder_is_rewritten(tiny_model_dir, 
 
 
 def test_preference_objectives_refuse_sft_data(tiny_model_dir, sft_file, tmp_path):
-    from prefbench.train import encode_responses, fit
+    from prefbench.engine.encoding import encode_responses
+    from prefbench.engine.trainer import fit
 
     cfg = sft_cfg(tiny_model_dir, sft_file, tmp_path / "x", objective="dpo")
     with pytest.raises(ConfigError, match="dpo needs preference pairs"):

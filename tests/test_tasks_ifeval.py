@@ -7,20 +7,15 @@ import re
 
 import pytest
 
+import prefbench.tasks.ifeval_lite as ifeval
 from prefbench.tasks import TaskError, get_task, is_data_backed, list_tasks
 from prefbench.tasks.base import TaskPrompt
 from prefbench.tasks.common import is_degenerate, on_topic, stem, words
-import prefbench.tasks.ifeval_lite as ifeval
-from prefbench.tasks.ifeval_lite import (
+from prefbench.tasks.constraints import (
     CONSTRAINTS,
-    FAMILY_WEIGHTS,
-    HELD_OUT_PHRASINGS,
-    PHRASINGS,
-    TOPICS,
     Bullets,
     EndPhrase,
     ForbidWord,
-    IfevalLite,
     IncludeKeywords,
     MaxWords,
     MinWords,
@@ -32,6 +27,13 @@ from prefbench.tasks.ifeval_lite import (
     compatible,
     constraint_from_meta,
     feasible,
+)
+from prefbench.tasks.ifeval_lite import (
+    FAMILY_WEIGHTS,
+    HELD_OUT_PHRASINGS,
+    PHRASINGS,
+    TOPICS,
+    IfevalLite,
     sample_constraints,
 )
 from prefbench.tasks.perturb import DISTRACTORS, add_typos, recase

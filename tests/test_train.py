@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from prefbench.config import ConfigError, TrainConfig
-from prefbench.train import TrainingError, batch_order, lr_lambda, train
+from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
+from prefbench.engine.trainer import batch_order, lr_lambda, train
 
 TIMING = ("tokens_per_s",)
 
@@ -44,10 +44,10 @@ def test_each_objective_trains_and_saves_a_loadable_adapter(tiny_model_dir, pref
 
 def assert_reload_reproduces_policy(reloaded, out, prefs):
     """The reloaded adapter gives the log-probs the trained policy gave (fingerprint.json)."""
-    from prefbench.data import load_preferences
-    from prefbench.logprobs import model_sequence_logprobs
-    from prefbench.models import load_tokenizer
-    from prefbench.train import encode_pairs
+    from prefbench.engine.encoding import encode_pairs
+    from prefbench.engine.logprobs import model_sequence_logprobs
+    from prefbench.engine.models import load_tokenizer
+    from prefbench.formats.preferences import load_preferences
 
     fp = json.loads((out / "adapter" / "fingerprint.json").read_text())
     tokenizer = load_tokenizer(str(reloaded.base_model.model.name_or_path))
@@ -73,7 +73,7 @@ def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, p
 
 
 def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
-    from prefbench.models import add_lora, enable_checkpointing, load_base_model
+    from prefbench.engine.models import add_lora, enable_checkpointing, load_base_model
 
     model = add_lora(load_base_model(str(tiny_model_dir), "none"))
     model.train()
@@ -94,7 +94,7 @@ def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
 
 def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch):
     full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full")))
-    import prefbench.train as engine
+    import prefbench.engine.trainer as engine
 
     calls = {"n": 0}
     real_step = torch.optim.AdamW.step
@@ -127,12 +127,12 @@ def test_reference_logprobs_are_cached_across_objectives(tiny_model_dir, prefs, 
 
 def test_run_directory_from_a_different_config_is_refused(tiny_model_dir, prefs, tmp_path):
     train(cfg(tiny_model_dir, prefs, tmp_path / "run", max_steps=1))
-    with pytest.raises(ConfigError, match="different config \\(changed: lr\\)"):
+    with pytest.raises(ConfigError, match="different configuration \\(changed: lr\\)"):
         train(cfg(tiny_model_dir, prefs, tmp_path / "run", max_steps=1, lr=1e-3))
 
 
 def test_nan_loss_stops_with_a_clear_error(tiny_model_dir, prefs, tmp_path, monkeypatch):
-    import prefbench.train as engine
+    import prefbench.engine.trainer as engine
 
     real = engine.model_sequence_logprobs
 
@@ -175,7 +175,7 @@ def test_config_errors(values, message):
 
 
 def test_bad_objective_parameter_fails_before_loading(tmp_path):
-    from prefbench.objective import ObjectiveError
+    from prefbench.registry import ObjectiveError
 
     with pytest.raises(ObjectiveError, match="parameter 'beta' must be > 0"):
         train(TrainConfig(data="x", objective="dpo", objective_params={"beta": -1.0}, output_dir=str(tmp_path)))
@@ -184,8 +184,8 @@ def test_bad_objective_parameter_fails_before_loading(tmp_path):
 def test_a_no_grad_eval_forward_leaves_the_4bit_model_and_its_gradients_unchanged(tiny_4bit_dir):
     """bitsandbytes would repack 4-bit CPU weights in place on the first eval/no-grad forward (how reference
     log-probs are computed), changing later training forwards and corrupting their gradients."""
-    from prefbench.logprobs import model_sequence_logprobs
-    from prefbench.models import add_lora, load_base_model
+    from prefbench.engine.logprobs import model_sequence_logprobs
+    from prefbench.engine.models import add_lora, load_base_model
 
     model = add_lora(load_base_model(str(tiny_4bit_dir), "4bit"), r=4, alpha=8, dropout=0.0)
     ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))

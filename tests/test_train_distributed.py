@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from prefbench.config import ConfigError, TrainConfig
-from prefbench.train import process_share, train
+from prefbench.engine.config import ConfigError, TrainConfig
+from prefbench.engine.trainer import process_share, train
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = """import sys
-from prefbench.config import TrainConfig
-from prefbench.train import train
+from prefbench.engine.config import TrainConfig
+from prefbench.engine.trainer import train
 train(TrainConfig.from_yaml(sys.argv[1]))
 """
 

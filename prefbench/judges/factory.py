@@ -9,8 +9,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from prefbench.judges.local_lm import LocalLMJudge
 from prefbench.judges.openai_compatible import OpenAICompatibleJudge
 from prefbench.judges.pairwise import PairwiseJudge
@@ -18,6 +16,7 @@ from prefbench.judges.pointwise import GoldJudge, PointwiseJudge, RewardModelJud
 from prefbench.judges.verdicts import JudgeError
 from prefbench.tasks import has_scorer
 from prefbench.tasks.base import Task
+from prefbench.util.names import suggest
 
 JUDGE_SPECS = ("gold", "reward-model:PATH_OR_ID", "local:PATH_OR_ID", "openai:MODEL@BASE_URL")
 _KINDS = tuple(spec.split(":")[0] for spec in JUDGE_SPECS)
@@ -27,9 +26,8 @@ def make_judge(spec: str, task: Task | None = None, template: str | None = None)
     """``template``: the prompt a pairwise judge renders (default :data:`DEFAULT_TEMPLATE`)."""
     kind, sep, arg = spec.strip().partition(":")
     if kind not in _KINDS:
-        close = difflib.get_close_matches(kind, _KINDS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise JudgeError(f"unknown judge kind {kind!r} in {spec!r}; {hint}valid: {', '.join(JUDGE_SPECS)}")
+        raise JudgeError(f"unknown judge kind {kind!r} in {spec!r}{suggest(kind, _KINDS, 0.6)}; valid: "
+                         f"{', '.join(JUDGE_SPECS)}")
     usage = JUDGE_SPECS[_KINDS.index(kind)]
     if template is not None and kind in ("gold", "reward-model"):
         raise JudgeError(f"{spec!r} is a pointwise judge and renders no prompt; a template needs local: or openai:")

@@ -25,7 +25,7 @@ class LocalLMJudge:
 
     def __init__(self, model: str, device: str | None = None, template: str = DEFAULT_TEMPLATE,
                  answer_prefix: str = "[["):
-        from prefbench.models import load_base_model, load_tokenizer
+        from prefbench.engine.models import load_base_model, load_tokenizer
 
         self.model_name = model
         self.template = check_template(template)

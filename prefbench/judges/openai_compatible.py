@@ -20,8 +20,14 @@ from typing import Any
 
 import requests
 
-from prefbench.judges.verdicts import (DEFAULT_TEMPLATE, JudgeError, Verdict, check_template, parse_verdict,
-                                      render_prompt)
+from prefbench.judges.verdicts import (
+    DEFAULT_TEMPLATE,
+    JudgeError,
+    Verdict,
+    check_template,
+    parse_verdict,
+    render_prompt,
+)
 
 _BODY_EXCERPT = 500
 

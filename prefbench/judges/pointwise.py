@@ -48,7 +48,7 @@ class RewardModelJudge:
     def __init__(self, model: str, device: str | None = None, batch_size: int = 16, max_length: int = 1024):
         from transformers import AutoModelForSequenceClassification
 
-        from prefbench.models import load_tokenizer, resolve_model_path
+        from prefbench.engine.models import load_tokenizer, resolve_model_path
 
         self.model_name = model
         self.name = f"reward-model:{model}"

@@ -20,11 +20,11 @@ joint verdicts never collide. The question asked is the paper's: which response 
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from typing import Literal
 
 from prefbench.judges.verdicts import DEFAULT_TEMPLATE, JudgeError
+from prefbench.util.names import suggest
 
 _VERDICT_LINE = ("You may explain your reasoning in a few sentences first. Then give your verdict alone on the last "
                  "line, in exactly this format: \"[[A]]\" if {a} is better, \"[[B]]\" if {b} is better, \"[[tie]]\" "
@@ -165,7 +165,6 @@ def prompt_text(prompt: str | list[dict[str, str]]) -> str:
 def get_judge_prompts(name: str) -> JudgePrompts:
     """The prompts registered as ``name`` (summarization, dialogue, general)."""
     if name not in JUDGE_PROMPTS:
-        close = difflib.get_close_matches(name, JUDGE_PROMPTS, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        raise JudgeError(f"unknown judge prompts {name!r}; {hint}valid: {', '.join(JUDGE_PROMPTS)}")
+        raise JudgeError(f"unknown judge prompts {name!r}{suggest(name, JUDGE_PROMPTS, 0.6)}; valid: "
+                         f"{', '.join(JUDGE_PROMPTS)}")
     return JUDGE_PROMPTS[name]

@@ -19,6 +19,8 @@ import string
 from dataclasses import dataclass
 from typing import Literal
 
+from prefbench.util.errors import UserError
+
 Winner = Literal["A", "B", "tie"]
 
 DEFAULT_TEMPLATE = """\
@@ -42,7 +44,7 @@ equally good."""
 TEMPLATE_FIELDS = ("instruction", "response_a", "response_b")
 
 
-class JudgeError(RuntimeError):
+class JudgeError(UserError, RuntimeError):
     """A judge could not give a verdict (bad template, endpoint refused the request, ...)."""
 
 

@@ -8,12 +8,11 @@ its eval items (a hub id or a local copy); the embedded tasks take none.
 
 from __future__ import annotations
 
-import difflib
-
 from prefbench.tasks.base import VARIANT_KINDS, Task, TaskError, TaskPrompt
 from prefbench.tasks.ifeval_lite import IfevalLite
 from prefbench.tasks.paper import HhHelpful, PaperTask, Tldr
 from prefbench.tasks.sentiment import Sentiment
+from prefbench.util.names import suggest
 
 __all__ = ["VARIANT_KINDS", "Task", "TaskError", "TaskPrompt", "get_task", "has_scorer", "is_data_backed", "list_tasks"]
 
@@ -27,9 +26,7 @@ def list_tasks() -> list[str]:
 def _task_class(name: str) -> type:
     key = name.strip().lower().replace("_", "-")
     if key not in _TASKS:
-        close = difflib.get_close_matches(key, list(_TASKS), n=1, cutoff=0.5)
-        hint = f" (did you mean '{close[0]}'?)" if close else ""
-        raise TaskError(f"unknown task '{name}'{hint}; known: {', '.join(list_tasks())}")
+        raise TaskError(f"unknown task '{name}'{suggest(key, _TASKS)}; known: {', '.join(list_tasks())}")
     return _TASKS[key]
 
 

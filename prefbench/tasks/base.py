@@ -10,10 +10,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+from prefbench.util.errors import UserError
+
 VARIANT_KINDS = ("original", "paraphrase", "typo", "case", "distractor")
 
 
-class TaskError(ValueError):
+class TaskError(UserError, ValueError):
     """An unknown task name, or a task used in a way it does not support."""
 
 

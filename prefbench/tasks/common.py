@@ -22,10 +22,10 @@ independent of the list order; adding a topic moves at most one other across the
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 from collections import Counter
 from dataclasses import dataclass
-import random
 from typing import Any, Callable, Iterable
 
 from prefbench.tasks.base import TaskPrompt

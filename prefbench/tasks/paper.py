@@ -1,7 +1,7 @@
 """The JPO paper's evaluation tasks: TL;DR summarization and Anthropic-Helpful dialogue.
 
 Unlike the embedded tasks they ship no scorer: an eval prompt is a test item of the JPO release
-(:func:`prefbench.paper_data.load_eval_examples`, the paper's first 500) carrying its gold response
+(:func:`prefbench.formats.release.load_eval_examples`, the paper's first 500) carrying its gold response
 in ``meta["gold"]``, and a pairwise judge (``local:`` or ``openai:``) compares each system's answer
 with that gold response in both orders, as the paper did. ``location`` is where the release is read
 from: the hub id by default, or a local copy of it (the tests use small files of the same schema).
@@ -16,7 +16,7 @@ from __future__ import annotations
 import random
 from typing import ClassVar
 
-from prefbench.paper_data import RELEASE_REPO, TLDR_RELEASE_INSTRUCTION, load_eval_examples
+from prefbench.formats.release import RELEASE_REPO, TLDR_RELEASE_INSTRUCTION, load_eval_examples
 from prefbench.tasks.base import TaskError, TaskPrompt
 from prefbench.tasks.perturb import PERTURBATIONS, make_variants
 

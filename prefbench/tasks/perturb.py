@@ -17,13 +17,13 @@ so a variant is a function of (prompt, kind, seed) alone.
 from __future__ import annotations
 
 import copy
-import difflib
 import random
 import re
 from typing import Callable
 
 from prefbench.tasks.base import VARIANT_KINDS, TaskPrompt
 from prefbench.tasks.common import words
+from prefbench.util.names import suggest
 
 TYPO_RATE = 0.1
 PERTURBATIONS = VARIANT_KINDS[1:]      # every kind except "original"
@@ -127,9 +127,7 @@ def make_variants(
     }
     for kind in kinds:
         if kind not in makers:
-            close = difflib.get_close_matches(kind, list(makers), n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"unknown variant kind '{kind}'{hint}; known: {', '.join(makers)}")
+            raise ValueError(f"unknown variant kind '{kind}'{suggest(kind, makers, 0.6)}; known: {', '.join(makers)}")
     return [
         TaskPrompt(
             id=f"{prompt.id}~{kind}",

@@ -1,0 +1,34 @@
+"""Forward+backward time of every registered objective on 256 pairs (pytest-benchmark).
+
+Run: .venv/bin/python -m pytest perf/bench_objectives.py --benchmark-only
+The loss should be negligible next to one forward pass of the model on the same batch;
+docs/performance.md compares the two.
+"""
+
+import pytest
+import torch
+
+from prefbench import PairLogProbs, list_objectives
+
+N = 256
+
+
+def make_stats():
+    g = torch.Generator().manual_seed(0)
+    ct, rt = torch.randint(20, 200, (N,), generator=g), torch.randint(20, 200, (N,), generator=g)
+    cw, rl = -1.2 * ct.float(), -1.3 * rt.float()
+    return PairLogProbs(cw.requires_grad_(), rl.requires_grad_(), ct, rt,
+                        cw.detach() + torch.randn(N, generator=g), rl.detach() + torch.randn(N, generator=g),
+                        cw.detach() * 0.5, ct // 2 + 1)
+
+
+@pytest.mark.parametrize("obj", list_objectives(), ids=lambda o: o.name)
+def test_objective_forward_backward_256_pairs(benchmark, obj):
+    stats = make_stats()
+
+    def step():
+        loss = obj(stats).losses.mean()
+        loss.backward()
+        return loss
+
+    assert torch.isfinite(benchmark(step))

@@ -1,0 +1,98 @@
+"""Benchmark specs: which task, how much on-policy preference data, how to evaluate, and the
+training settings every objective shares, in one YAML file per benchmark.
+
+This module holds what a resolved spec is; :mod:`prefbench.benchmark.parse` reads and checks one,
+:mod:`prefbench.benchmark.catalog` finds the shipped ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefbench.util.errors import UserError
+
+DEFAULT_PRESET = "quick"
+
+
+class BenchmarkError(UserError, ValueError):
+    """A problem with a benchmark spec, located by file (and preset) and key."""
+
+
+DATA_SOURCES = ("onpolicy", "release", "summarize_from_feedback", "hh-rlhf")
+BASELINES = ("reference", "gold")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Where the training pairs come from.
+
+    ``onpolicy`` (embedded tasks): sample the reference model, score with the task's own judge, pair.
+    ``release``: the JPO release's conditional and/or joint rankings (``kinds``) of the task;
+    ``summarize_from_feedback`` (tldr) and ``hh-rlhf`` (hh-helpful): human conditional comparisons.
+    ``location`` is the hub id or a local copy (empty: the source's hub id).
+    """
+
+    source: str = "onpolicy"
+    location: str = ""
+    kinds: str = "both"                 # dataset sources: conditional | joint | both (the paper's setup)
+    max_pairs: int = 0                  # dataset sources: a seeded sample of at most this many pairs (0: all)
+    train_prompts: int = 96
+    samples_per_prompt: int = 4
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 48
+    min_gap: float = 0.25               # minimum gold-score gap for a pair
+    max_pairs_per_prompt: int = 2       # conditional pairs per prompt
+    joint_pairs_per_prompt: int = 1     # cross-prompt pairs (I1,R1) > (I2,R2) per train prompt, same min_gap
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    prompts: int = 48
+    max_new_tokens: int = 48
+    do_sample: bool = False
+    variants: tuple[str, ...] = ("paraphrase", "typo", "case", "distractor")
+    kl_samples: int = 1                 # policy samples per eval prompt for the KL estimate
+    baseline: str = "reference"         # what every answer is judged against: the reference model's answer, or
+                                        # the gold response of a data-backed task (the JPO paper's metric)
+    location: str = ""                  # data-backed tasks: where the JPO release's test items (and SFT data) are
+                                        # read (empty: data.location when data.source is release, else the hub)
+    judge_prompts: str = "general"      # the template a pairwise judge renders: general, summarization, dialogue
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    name: str
+    task: str
+    description: str
+    preset: str
+    data: DataSettings
+    eval: EvalSettings
+    train: dict[str, Any] = field(default_factory=dict)                 # TrainConfig overrides
+    objective_params: dict[str, dict[str, float]] = field(default_factory=dict)
+    model: str = ""                                                    # the benchmark's default model (empty: embedded)
+    sft: dict[str, Any] = field(default_factory=dict)                  # TrainConfig overrides of an SFT stage
+                                                                       # (empty: none; data-backed tasks only)
+    source: str = ""                                                   # the file it was read from
+
+    @property
+    def release_location(self) -> str:
+        """Where the JPO release is read for eval items and SFT data (see :class:`EvalSettings`);
+        empty means the hub."""
+        if self.eval.location:
+            return self.eval.location
+        return self.data.location if self.data.source == "release" else ""
+
+    def make_task(self):
+        """The benchmark's task; a data-backed one reads its eval items from :attr:`release_location`."""
+        from prefbench.tasks import get_task, is_data_backed
+
+        return get_task(self.task, self.release_location if is_data_backed(self.task) else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML/JSON-ready values (for the run's config record)."""
+        d = dataclasses.asdict(self)
+        d["eval"]["variants"] = list(self.eval.variants)
+        return d

@@ -1,0 +1,128 @@
+"""On-policy preference data: sample the reference model, score with the benchmark's gold judge, pair.
+
+For each training prompt, ``samples_per_prompt`` answers are sampled from the reference model (the
+base model every objective starts from) and scored by the task's judge. Pairs are formed
+
+- *conditional* (same instruction): the best remaining answer against the worst remaining one,
+  while their score gap is at least ``min_gap``, up to ``max_pairs_per_prompt`` per prompt;
+- *joint* (different instructions, as in JPO/DOVE): ``(I_i, R) ≻ (I_j, R')`` for a seeded random
+  other prompt j, drawing among the (R, R') whose scores differ by at least ``min_gap``.
+
+Everything is cached under ``$PREFBENCH_CACHE/onpolicy/<key>/`` keyed by model, quantization,
+task, data settings and seed, so a second build (or a second run) only copies files.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import random
+import shutil
+import time
+from pathlib import Path
+
+from prefbench.engine.generation import GenerationSettings, generate
+from prefbench.engine.models import load_inference_model, load_tokenizer, model_fingerprint
+from prefbench.formats.preferences import write_preferences
+from prefbench.formats.records import PreferenceRecord
+from prefbench.tasks import get_task
+from prefbench.tasks.base import TaskPrompt
+from prefbench.util.files import atomic_dir, atomic_write_text, write_jsonl
+from prefbench.util.runs import cache_root
+
+log = logging.getLogger("prefbench")
+
+DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
+_VERSION = 2  # bump when pairing or sampling changes, so old caches are not reused
+
+
+def conditional_pairs(prompt: TaskPrompt, answers: list[tuple[str, float]], min_gap: float, max_pairs: int
+                      ) -> list[PreferenceRecord]:
+    """Best against worst, second best against second worst, ... while the gap holds."""
+    unique = sorted({text: score for text, score in answers if text.strip()}.items(), key=lambda ts: -ts[1])
+    pairs = []
+    lo, hi = 0, len(unique) - 1
+    while lo < hi and len(pairs) < max_pairs and unique[lo][1] - unique[hi][1] >= min_gap:
+        pairs.append(PreferenceRecord(prompt.text, unique[lo][0], prompt.text, unique[hi][0], "conditional"))
+        lo, hi = lo + 1, hi - 1
+    return pairs
+
+
+def joint_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]], min_gap: float, per_prompt: int,
+                seed: int) -> list[PreferenceRecord]:
+    """Cross-instruction pairs: for each prompt i, ``per_prompt`` partners j ≠ i drawn with a seeded RNG."""
+    rng = random.Random(seed)
+    pairs = []
+    for i in range(len(prompts)):
+        others = [j for j in range(len(prompts)) if prompts[j].text != prompts[i].text]
+        for j in rng.sample(others, min(per_prompt, len(others))):
+            candidates = [(a, b) for a, sa in answers[i] for b, sb in answers[j]
+                          if a.strip() and b.strip() and sa - sb >= min_gap]
+            if candidates:
+                a, b = rng.choice(candidates)
+                pairs.append(PreferenceRecord(prompts[i].text, a, prompts[j].text, b, "joint"))
+    return pairs
+
+
+def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]], data, seed: int
+                ) -> list[PreferenceRecord]:
+    """All conditional then all joint pairs for scored samples (``data``: the spec's DataSettings)."""
+    cond = [p for prompt, ans in zip(prompts, answers)
+            for p in conditional_pairs(prompt, ans, data.min_gap, data.max_pairs_per_prompt)]
+    return cond + joint_pairs(prompts, answers, data.min_gap, data.joint_pairs_per_prompt, seed)
+
+
+def cache_key(spec, model: str, quantization: str, seed: int) -> str:
+    ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
+             "task": spec.task, "data": dataclasses.asdict(spec.data), "seed": seed}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, base_model=None, tokenizer=None) -> dict:
+    """Write ``out_dir/{prompts,samples,train}.jsonl`` and ``summary.json``; returns the summary.
+
+    Reuses the on-disk cache when present; otherwise samples with ``base_model`` (loaded here when
+    not given) and fills the cache.
+    """
+    out_dir = Path(out_dir)
+    cached = cache_root() / "onpolicy" / cache_key(spec, model, quantization, seed)
+    if all((cached / f).exists() for f in DATA_FILES):
+        log.info("on-policy data: reused cache %s", cached)
+    else:
+        task = get_task(spec.task)
+        prompts = task.prompts("train", spec.data.train_prompts, seed)
+        t0 = time.perf_counter()
+        if base_model is None:
+            base_model = load_inference_model(model, quantization)
+        tokenizer = tokenizer or load_tokenizer(model)
+        settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
+                                      temperature=spec.data.temperature, top_p=spec.data.top_p,
+                                      num_samples=spec.data.samples_per_prompt, seed=seed)
+        texts = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
+        answers = [[(t, task.score(p, t)) for t in ts] for p, ts in zip(prompts, texts)]
+        pairs = build_pairs(prompts, answers, spec.data, seed)
+        scores = [s for ans in answers for _, s in ans]
+        summary = {
+            "benchmark": spec.name, "task": spec.task, "model": model, "quantization": quantization, "seed": seed,
+            "train_prompts": len(prompts), "samples": len(scores),
+            "mean_score": sum(scores) / len(scores),
+            "success_rate": sum(s >= 1.0 for s in scores) / len(scores),
+            "conditional_pairs": sum(p.kind == "conditional" for p in pairs),
+            "joint_pairs": sum(p.kind == "joint" for p in pairs),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        if not pairs:
+            raise RuntimeError(f"no preference pairs formed from {len(scores)} samples (mean score "
+                               f"{summary['mean_score']:.2f}); lower min_gap or raise samples_per_prompt")
+        with atomic_dir(cached) as tmp:
+            write_jsonl(tmp / "prompts.jsonl", [p.to_json() for p in prompts])
+            write_jsonl(tmp / "samples.jsonl", [{"id": p.id, "response": t, "score": s}
+                                                 for p, ans in zip(prompts, answers) for t, s in ans])
+            write_preferences(pairs, tmp / "train.jsonl")
+            atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in DATA_FILES:
+        shutil.copyfile(cached / name, out_dir / name)
+    return json.loads((out_dir / "summary.json").read_text())

@@ -1,0 +1,73 @@
+"""The data stage of a run: the benchmark's training pairs, written to ``<run>/data/``.
+
+- ``onpolicy`` (embedded tasks): :func:`prefbench.data.onpolicy.build_data` samples the reference model
+  and pairs its scored answers.
+- dataset sources (the JPO paper's tasks): the release's conditional and/or joint rankings, or the
+  human comparisons of summarize_from_feedback / hh-rlhf, read from the hub or a local copy; ties
+  are dropped, and ``max_pairs`` keeps a seeded random sample (the same for every objective).
+
+Either way the stage writes ``train.jsonl`` (prefbench records) and ``summary.json``, whose counts
+:func:`describe` prints.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from prefbench.data.onpolicy import build_data
+from prefbench.formats import human, release
+from prefbench.formats.preferences import write_preferences
+from prefbench.formats.records import PreferenceRecord
+from prefbench.util.files import atomic_write_text
+
+
+def dataset_pairs(spec) -> list[PreferenceRecord]:
+    """Every pair the spec's dataset source holds for its task (before ``max_pairs``)."""
+    d = spec.data
+    if d.source == "release":
+        return release.load_release_preferences(spec.task, d.kinds, "train", d.location or release.RELEASE_REPO)
+    if d.source == "summarize_from_feedback":
+        return human.load_tldr_comparisons(d.location or human.SUMMARIZE_FROM_FEEDBACK)
+    if d.source == "hh-rlhf":
+        return human.load_hh_rlhf(d.location or human.HH_RLHF, skip_malformed=True)
+    raise ValueError(f"not a dataset source: {d.source!r}")
+
+
+def build_dataset_data(spec, seed: int, out_dir: Path) -> dict:
+    """``out_dir/train.jsonl`` and ``summary.json`` from the spec's dataset source."""
+    records = dataset_pairs(spec)
+    available = len(records)
+    if spec.data.max_pairs and available > spec.data.max_pairs:
+        keep = sorted(random.Random(seed).sample(range(available), spec.data.max_pairs))
+        records = [records[i] for i in keep]
+    summary = {"benchmark": spec.name, "task": spec.task, "source": spec.data.source,
+               "location": spec.data.location, "kinds": spec.data.kinds, "seed": seed, "available_pairs": available,
+               "conditional_pairs": sum(r.kind == "conditional" for r in records),
+               "joint_pairs": sum(r.kind == "joint" for r in records)}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_preferences(records, out_dir / "train.jsonl")
+    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def build_run_data(spec, model: str, quantization: str, seed: int, out_dir: Path) -> dict:
+    """The training pairs of ``spec`` into ``out_dir``; returns summary.json's content. A complete
+    earlier build in ``out_dir`` is reused."""
+    out_dir = Path(out_dir)
+    if (out_dir / "summary.json").exists() and (out_dir / "train.jsonl").exists():
+        return json.loads((out_dir / "summary.json").read_text())
+    if spec.data.source == "onpolicy":
+        return build_data(spec, model, quantization, seed, out_dir)
+    return build_dataset_data(spec, seed, out_dir)
+
+
+def describe(summary: dict) -> str:
+    """One line on what the data stage produced."""
+    pairs = f"{summary['conditional_pairs']} conditional + {summary['joint_pairs']} joint pairs"
+    if "samples" in summary:
+        return (f"{pairs} from {summary['samples']} samples of {summary['train_prompts']} prompts "
+                f"(reference mean score {summary['mean_score']:.3f}, success rate {summary['success_rate']:.1%})")
+    where = summary["location"] or "the hub"
+    return f"{pairs} from {summary['source']} ({where}; {summary['available_pairs']} available, ties dropped)"

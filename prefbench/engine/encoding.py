@@ -1,0 +1,81 @@
+"""Training sequences as token ids: every pair's chosen and rejected side, or SFT examples alone."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from prefbench.engine.config import TrainingError
+from prefbench.engine.formatting import collate, encode
+from prefbench.engine.logprobs import SequenceLogProbs
+from prefbench.formats.records import PreferenceRecord
+
+log = logging.getLogger("prefbench")
+
+
+@dataclass
+class EncodedPairs:
+    """Token ids and response masks of every pair's chosen and rejected side. SFT data has no
+    rejected side (``rejected`` empty): then each example is one sequence."""
+
+    chosen: list[tuple[list[int], list[int]]]
+    rejected: list[tuple[list[int], list[int]]]
+    truncated: int
+
+    def __len__(self) -> int:
+        return len(self.chosen)
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.rejected)
+
+    def batch(self, indices: list[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Chosen sequences first, then rejected, in one padded batch (one forward pass for both)."""
+        rejected = [self.rejected[i] for i in indices] if self.paired else []
+        tensors = collate([self.chosen[i] for i in indices] + rejected, pad_id)
+        return {k: v.to(device) for k, v in tensors.items()}
+
+    def split(self, stats: SequenceLogProbs) -> tuple[SequenceLogProbs, SequenceLogProbs]:
+        """A batch's statistics as (chosen, rejected); without a rejected side both are the one sequence."""
+        return stats.split_pairs() if self.paired else (stats, stats)
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for side in (self.chosen, self.rejected):
+            for ids, mask in side:
+                h.update(json.dumps([ids, mask]).encode())
+        return h.hexdigest()
+
+
+def _encode_sequences(items: list[tuple], tokenizer, max_length: int) -> tuple[list[tuple[list[int], list[int]]], int]:
+    """``(prompt, response)`` items as (ids, response mask), cut to ``max_length``; and how many were cut."""
+    out, truncated = [], 0
+    for prompt, response in items:
+        ids, mask = encode(tokenizer, prompt, response)
+        if len(ids) > max_length:
+            truncated += 1
+            ids, mask = ids[:max_length], mask[:max_length]
+        if not any(mask):
+            raise TrainingError(f"a prompt is longer than max_length={max_length} tokens, leaving no response "
+                                f"tokens; raise max_length or shorten the prompt ({str(prompt)[:60]!r}...)")
+        out.append((ids, mask))
+    if truncated:
+        log.warning("truncated %d of %d sequences to max_length=%d tokens", truncated, len(items), max_length)
+    return out, truncated
+
+
+def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) -> EncodedPairs:
+    items = [(r.prompt_chosen, r.response_chosen) for r in records] + \
+            [(r.prompt_rejected, r.response_rejected) for r in records]
+    encoded, truncated = _encode_sequences(items, tokenizer, max_length)
+    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated)
+
+
+def encode_responses(examples: list, tokenizer, max_length: int) -> EncodedPairs:
+    """SFT examples (``.prompt``, ``.response``) as sequences without a rejected side."""
+    encoded, truncated = _encode_sequences([(e.prompt, e.response) for e in examples], tokenizer, max_length)
+    return EncodedPairs(encoded, [], truncated)

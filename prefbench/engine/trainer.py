@@ -1,0 +1,248 @@
+"""The training engine: one objective, (Q)LoRA, cached reference log-probs, resumable.
+
+Everything except the objective (adapter initialisation, data order, batch composition,
+optimizer, schedule, step count) is a function of the config and its seed, so runs of different
+objectives on the same config differ only in the loss. Writes into ``output_dir``:
+
+    config.yaml         the resolved config
+    metrics.jsonl       one line per optimizer step
+    checkpoint/         adapter + optimizer/scheduler/RNG state of the last saved step
+    adapter/            the final adapter in standard PEFT format, plus fingerprint.json: log-probs
+                        of the first pairs (chosen then rejected) under the trained policy
+
+One code path for one process and many: ``train`` runs under an ``accelerate.Accelerator``, a no-op
+wrapper in a plain process (CPU or one GPU). For data-parallel training on N GPUs launch it with
+
+    accelerate launch --multi_gpu --num_processes 4 -m prefbench.cli train --config train.yaml
+
+Every process loads the model on its own GPU (QLoRA included) and takes a contiguous share of each
+micro-batch (``batch_size`` must be divisible by ``grad_accum * num_processes``); DDP averages the
+gradients, so the global batch per optimizer step, the data order and, with ``lora_dropout: 0``, the
+numbers match a one-process run up to float summation order (with dropout each process draws its own
+masks). Metrics are global means. The main process of each machine computes the reference log-probs
+while the others wait, then they read its cache (a pass longer than the NCCL timeout, 10 minutes by
+default, would need the cache filled beforehand by a one-process run); the main process writes every
+file, so ``output_dir`` must be visible to all processes. Without GPUs the same command runs N CPU
+processes over gloo (``--cpu`` would start only one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from prefbench.engine.checkpoint import is_trained, resume, save_adapter, save_checkpoint
+from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
+from prefbench.engine.encoding import EncodedPairs, encode_pairs
+from prefbench.engine.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
+from prefbench.engine.models import add_lora, enable_checkpointing, load_base_model, load_tokenizer, model_fingerprint
+from prefbench.engine.reference import reference_logprobs
+from prefbench.formats.preferences import load_preferences
+from prefbench.registry import Objective, get_objective
+from prefbench.util.files import atomic_write_text
+
+log = logging.getLogger("prefbench")
+
+METRIC_KEYS = ("loss", "accuracy", "margin", "chosen_logps", "rejected_logps")
+
+
+def lr_lambda(cfg: TrainConfig):
+    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to 0 at ``max_steps``."""
+    def f(step: int) -> float:
+        if step < cfg.warmup_steps:
+            return (step + 1) / cfg.warmup_steps
+        progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return f
+
+
+def batch_order(n_pairs: int, cfg: TrainConfig) -> list[list[int]]:
+    """Pair indices for every step: seeded reshuffles, epoch after epoch; same for every objective."""
+    g = torch.Generator().manual_seed(cfg.seed)
+    order: list[int] = []
+    while len(order) < cfg.max_steps * cfg.batch_size:
+        order += torch.randperm(n_pairs, generator=g).tolist()
+    return [order[s * cfg.batch_size:(s + 1) * cfg.batch_size] for s in range(cfg.max_steps)]
+
+
+def _accelerator():
+    """The accelerator for this run (process group, device, mixed precision from ``accelerate launch``)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DataLoaderConfiguration
+
+    # split_batches: each step's batch is the global one, divided among the processes, so the prepared
+    # scheduler steps once per optimizer step (not once per process); cpu: without CUDA keep to the
+    # CPU as load_base_model always did (no MPS/XPU)
+    return Accelerator(cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True))
+
+
+def process_share(cfg: TrainConfig, num_processes: int) -> int:
+    """Pairs of each micro-batch that one process takes; the global batch must split evenly."""
+    if cfg.batch_size % (cfg.grad_accum * num_processes):
+        raise ConfigError(f"batch_size ({cfg.batch_size}) must be divisible by grad_accum ({cfg.grad_accum}) x "
+                          f"processes ({num_processes}) = {cfg.grad_accum * num_processes}")
+    return cfg.micro_batch // num_processes
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Train one objective on preference pairs; returns the output folder. Resumes from
+    ``output_dir/checkpoint``."""
+    if not cfg.data:
+        raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
+
+    def encoded(tokenizer) -> EncodedPairs:
+        records = load_preferences(cfg.data, cfg.split)
+        log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
+                 sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
+        return encode_pairs(records, tokenizer, cfg.max_length)
+
+    return fit(cfg, encoded)
+
+
+def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
+    """The engine: ``cfg``'s objective on the sequences ``encoded(tokenizer)`` returns (preference
+    pairs, or SFT examples with the ``sft`` objective)."""
+    objective = get_objective(cfg.objective)
+    objective.resolve_params(**cfg.objective_params)  # fail on bad hyperparameters before loading anything
+    out = Path(cfg.output_dir)
+    cfg.check_output_dir()
+    if is_trained(out):
+        log.info("%s is already trained (%s/adapter)", cfg.objective, out)
+        return out
+    accelerator = _accelerator()
+    share = process_share(cfg, accelerator.num_processes)  # fail on an uneven split before loading anything
+    torch.manual_seed(cfg.seed)
+    tokenizer = load_tokenizer(cfg.model)
+    pairs = encoded(tokenizer)
+    if not pairs.paired and objective.name != "sft":
+        raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")
+    model = add_lora(load_base_model(cfg.model, cfg.quantization, str(accelerator.device)), cfg.lora_r,
+                     cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    if cfg.gradient_checkpointing:
+        enable_checkpointing(model)
+    reference = _reference(cfg, objective, model, pairs, tokenizer, accelerator)
+    _Loop(cfg, objective, accelerator, model, pairs, reference, tokenizer.pad_token_id, share).run(out)
+    accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
+    return out
+
+
+def _reference(cfg: TrainConfig, objective: Objective, model, pairs: EncodedPairs, tokenizer, accelerator
+               ) -> tuple[SequenceLogProbs, SequenceLogProbs] | None:
+    """The cached reference pass, for objectives that read it (SimPO, ORPO, SFT never do: no pass)."""
+    if not objective.needs_reference:
+        return None
+    # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
+    key = {"version": 2, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
+           "max_length": cfg.max_length, "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
+    # the main process of each machine fills the cache; the others then read it instead of recomputing
+    with accelerator.local_main_process_first():
+        return reference_logprobs(model, pairs, tokenizer.pad_token_id, key)
+
+
+@dataclass
+class _Loop:
+    """The optimizer steps of one training run, from a resumed checkpoint (or step 0) to the final adapter."""
+
+    cfg: TrainConfig
+    objective: Objective
+    accelerator: Any
+    model: Any
+    pairs: EncodedPairs
+    reference: tuple[SequenceLogProbs, SequenceLogProbs] | None
+    pad_id: int
+    share: int
+
+    def run(self, out: Path) -> None:
+        cfg, acc = self.cfg, self.accelerator
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(cfg))
+        start_step = resume(self.model, optimizer, scheduler, out, cfg.objective)
+        main = acc.is_main_process
+        metrics_path = out / "metrics.jsonl"
+        if main:
+            out.mkdir(parents=True, exist_ok=True)
+            cfg.save_yaml(out / "config.yaml")
+            # metrics past the checkpoint belong to steps that will be redone
+            kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
+            atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
+        self.model, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
+        unwrapped = acc.unwrap_model(self.model)
+        steps = batch_order(len(self.pairs), cfg)
+        self.model.train()
+        bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
+                   initial=start_step, total=cfg.max_steps, disable=not acc.is_local_main_process)
+        with metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
+            for step in bar:
+                record = self.step(step, steps[step], optimizer, scheduler)
+                metrics_file.write(json.dumps(record) + "\n")
+                metrics_file.flush()
+                bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
+                if main and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
+                    save_checkpoint(unwrapped, optimizer, scheduler, step + 1, out)
+        if main:
+            save_adapter(unwrapped, self.pairs, self.pad_id, out)
+
+    def step(self, step: int, indices: list[int], optimizer, scheduler) -> dict:
+        """One optimizer step over ``indices`` (in ``grad_accum`` micro-batches); its metrics record."""
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        record = dict.fromkeys(METRIC_KEYS, 0.0)
+        tokens = 0
+        for m in range(cfg.grad_accum):
+            micro = indices[m * cfg.micro_batch:(m + 1) * cfg.micro_batch]
+            means, micro_tokens = self.micro_step(step, m, micro)
+            for key, value in zip(METRIC_KEYS, means):
+                record[key] += value / cfg.grad_accum
+            tokens += micro_tokens
+        grad_norm = self.accelerator.clip_grad_norm_(self.trainable, cfg.max_grad_norm).item()
+        if not math.isfinite(grad_norm):
+            raise TrainingError(f"{cfg.objective}: gradient norm is {grad_norm} at step {step + 1}; lower lr")
+        lr = scheduler.get_last_lr()[0]
+        optimizer.step()
+        scheduler.step()
+        seconds = time.perf_counter() - t0
+        return {"step": step + 1, **record, "grad_norm": grad_norm, "lr": lr, "tokens": tokens,
+                "tokens_per_s": tokens / seconds}
+
+    def micro_step(self, step: int, m: int, micro: list[int]) -> tuple[list[float], int]:
+        """Forward and backward of this process's share of one micro-batch; the global metric means
+        and token count."""
+        cfg, acc, rank = self.cfg, self.accelerator, self.accelerator.process_index
+        idx = micro[rank * self.share:(rank + 1) * self.share]
+        # DDP averages gradients once per step, on the last micro-batch's backward
+        sync = m == cfg.grad_accum - 1
+        with contextlib.nullcontext() if sync else acc.no_sync(self.model):
+            batch = self.pairs.batch(idx, self.pad_id, acc.device)
+            chosen, rejected = self.pairs.split(model_sequence_logprobs(self.model, **batch))
+            ref_c = ref_r = None
+            if self.reference is not None:
+                ix = torch.tensor(idx)
+                ref_c, ref_r = (r.select(ix).to(acc.device) for r in self.reference)
+            out = self.objective(pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r),
+                                 **cfg.objective_params)
+            loss = out.losses.mean()
+            margin = (out.chosen_rewards - out.rejected_rewards).detach()
+            span_c, span_r = chosen.span(self.objective.span)[0], rejected.span(self.objective.span)[0]
+            local = torch.stack([loss.detach(), (margin > 0).float().mean(), margin.mean(),
+                                 span_c.detach().mean(), span_r.detach().mean(),
+                                 batch["attention_mask"].sum()]).float()
+            # one row per process; equal shares, so the global means are the means of the rows
+            rows = acc.gather(local[None]).cpu()
+            means = rows[:, :len(METRIC_KEYS)].mean(0).tolist()
+            if not math.isfinite(means[0]):
+                raise TrainingError(f"{cfg.objective}: loss is {means[0]} at step {step + 1} "
+                                    f"(micro-batch {m + 1}, pairs {micro}); lower lr or check the data")
+            acc.backward(loss / cfg.grad_accum)
+        return means, int(rows[:, -1].sum())

@@ -1,0 +1,154 @@
+"""results.json from judgments: per system the win rate against the baseline, W/T/L, length-controlled
+win rate, mean score, length, robustness and KL, each with an interval over prompts (hierarchical over
+seeds then prompts when there are several), and every pair of objectives compared on the same prompts
+with Holm-adjusted p-values and a minimum detectable difference (:mod:`prefbench.stats`)."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import numpy as np
+
+from prefbench.evaluation.systems import REFERENCE, System, kl_path
+from prefbench.stats import (
+    StatsError,
+    hierarchical_mean_ci,
+    hierarchical_paired_difference,
+    holm,
+    length_controlled_win_rate,
+    mean_ci,
+    minimum_detectable_difference,
+    paired_difference,
+    robustness_summary,
+)
+from prefbench.tasks.base import TaskPrompt
+from prefbench.util.files import read_jsonl
+
+CONFIDENCE = 0.95
+POWER = 0.8   # for the minimum detectable difference of each comparison
+SCHEMA = 1
+
+
+class _Table:
+    """Judgments of one system as arrays over seeds × prompts × variant columns."""
+
+    def __init__(self, rows: list[dict], parents: list[str], columns: list[str], seeds: list[str]):
+        shape = (len(seeds), len(parents), len(columns))
+        self.score, self.outcome, self.words, self.baseline_words = (np.full(shape, np.nan) for _ in range(4))
+        pi, ci, si = ({v: i for i, v in enumerate(xs)} for xs in (parents, columns, seeds))
+        for r in rows:
+            at = (si[r["system"]], pi[r["parent"]], ci[r["variant"]])
+            self.score[at], self.outcome[at], self.words[at] = r["score"], r["outcome"], r["words"]
+            self.baseline_words[at] = r["baseline_words"]
+
+    def interval(self, values: np.ndarray):
+        """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several)."""
+        return mean_ci(values[0], confidence=CONFIDENCE) if values.shape[0] == 1 else \
+            hierarchical_mean_ci(values, confidence=CONFIDENCE)
+
+    def robustness(self, columns: list[str], with_outcomes: bool) -> dict:
+        summary = robustness_summary(self.score.mean(0), columns, self.outcome.mean(0) if with_outcomes else None,
+                                     confidence=CONFIDENCE)
+        return {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in summary.items()}
+
+
+def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskPrompt], meta: dict,
+                    run_dir: Path, baseline: str = REFERENCE) -> dict:
+    parents = [p.id for p in prompts if p.variant == "original"]
+    columns = ["original"] + sorted({p.variant for p in prompts} - {"original"},
+                                    key=lambda v: [p.variant for p in prompts].index(v))
+    has_variants = len(columns) > 1
+    gold_rows = [r for r in rows if r["baseline"] == "gold"] if baseline == REFERENCE else []
+    rows = [r for r in rows if r["baseline"] == baseline]
+    ref_rows = [r for r in rows if r["system"] == REFERENCE]
+    ref = _Table(ref_rows, parents, columns, [REFERENCE])
+    pointwise = meta["judge"]["kind"] == "pointwise"
+    against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
+    results = {"schema": SCHEMA, **{k: meta[k] for k in ("benchmark", "preset", "model")},
+               **({"start_model": meta["start_model"]} if meta.get("start_model") else {}), "baseline": baseline,
+               "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
+               "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
+                             "mean_length": float(np.nanmean(ref.words[:, :, 0])),
+                             "robustness": (ref.robustness(columns, not against_itself)
+                                            if has_variants and (pointwise or not against_itself) else None),
+                             "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents),
+                             **({} if against_itself else _win_rate(ref))},
+               "systems": [], "comparisons": []}
+    outcomes: dict[str, np.ndarray] = {}
+    objectives = list(dict.fromkeys(s.objective for s in systems if s.objective))
+    for objective in objectives:
+        members = [s for s in systems if s.objective == objective]
+        table = _Table([r for r in rows if r["system"] in {s.name for s in members}], parents, columns,
+                       [s.name for s in members])
+        outcomes[objective] = table.outcome[:, :, 0]
+        kl = _kl(run_dir, members, parents)
+        results["systems"].append({
+            "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
+            "seeds": [s.seed for s in members],
+            **_win_rate(table),
+            "mean_score": table.interval(table.score[:, :, 0]).to_json() if pointwise else None,
+            "mean_length": float(np.nanmean(table.words[:, :, 0])),
+            "robustness": table.robustness(columns, True) if has_variants else None,
+            "kl": table.interval(kl).to_json() if kl is not None else None,
+            "vs_gold": _vs_gold(gold_rows, [s.name for s in members], parents),
+            "training": [{"seed": s.seed, "metrics": f"{s.name}/metrics.jsonl"} for s in members],
+        })
+    comparisons = []
+    n_comparisons = max(1, len(objectives) * (len(objectives) - 1) // 2)
+    for a, b in itertools.combinations(objectives, 2):
+        x, y = outcomes[a], outcomes[b]
+        if x.shape[0] == 1 and y.shape[0] == 1:
+            diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE)
+        else:
+            diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE)
+        # at the strictest level Holm may apply (alpha / number of comparisons), per prompt averaged over seeds
+        per_prompt = np.nanmean(x, axis=0) - np.nanmean(y, axis=0)
+        mde = minimum_detectable_difference(per_prompt, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER) \
+            if len(per_prompt) > 1 else None
+        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p, "mde": mde})
+    for c, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
+        c["p_holm"] = adjusted
+        c["significant"] = adjusted < 1 - CONFIDENCE
+    results["comparisons"] = comparisons
+    results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
+    return results
+
+
+def _outcomes(table: _Table) -> dict:
+    """Win rate (CI) and W/T/L of a table's original prompts."""
+    first = table.outcome[:, :, 0]
+    flat = first.ravel()
+    return {"win_rate": table.interval(first).to_json(), "wins": int((flat == 1).sum()),
+            "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum())}
+
+
+def _win_rate(table: _Table) -> dict:
+    """:func:`_outcomes` and the length-controlled win rate against the baseline."""
+    try:
+        lc = length_controlled_win_rate(table.outcome[:, :, 0].ravel(), table.words[:, :, 0].ravel(),
+                                        table.baseline_words[:, :, 0].ravel())
+    except StatsError:  # length differences identical everywhere: length cannot be separated out
+        lc = None
+    return {**_outcomes(table), "lc_win_rate": lc}
+
+
+def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dict | None:
+    """Win rate (CI) and W/T/L of a system's answers against the gold responses, or None without gold."""
+    mine = [r for r in gold_rows if r["system"] in names]
+    return _outcomes(_Table(mine, parents, ["original"], names)) if mine else None
+
+
+def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
+    """[seeds, prompts] mean KL per prompt, or None when no KL samples were drawn."""
+    if not all(kl_path(run_dir, s).exists() for s in members):
+        return None
+    out = np.full((len(members), len(parents)), np.nan)
+    index = {pid: i for i, pid in enumerate(parents)}
+    for k, s in enumerate(members):
+        per_prompt: dict[str, list[float]] = {}
+        for r in read_jsonl(kl_path(run_dir, s)):
+            per_prompt.setdefault(r["id"], []).append(r["kl"])
+        for pid, values in per_prompt.items():
+            out[k, index[pid]] = float(np.mean(values))
+    return None if np.isnan(out).any() else out

@@ -1,0 +1,84 @@
+"""The record types (a preference pair, an SFT example) and the field checks every reader uses."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal, Union
+
+from prefbench.util.errors import UserError
+
+Message = dict[str, str]
+Prompt = Union[str, list[Message]]  # plain text, or chat messages ending before the assistant turn
+
+
+class DataError(UserError, ValueError):
+    """A problem with the user's data, located by source, row and field."""
+
+    def __init__(self, source: str, row: int | None, field: str | None, problem: str):
+        where = source + (f": row {row}" if row is not None else "") + (f": field '{field}'" if field else "")
+        super().__init__(f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class PreferenceRecord:
+    """``(prompt_chosen, response_chosen) ≻ (prompt_rejected, response_rejected)``.
+
+    ``kind`` is ``conditional`` when both prompts are identical, ``joint`` when they differ
+    (a cross-instruction preference, as in JPO/DOVE).
+    """
+
+    prompt_chosen: Prompt
+    response_chosen: str
+    prompt_rejected: Prompt
+    response_rejected: str
+    kind: Literal["conditional", "joint"]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SFTExample:
+    """An instruction and its gold response (SFT data, or an evaluation item with its reference)."""
+
+    prompt: Prompt
+    response: str
+
+
+def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str) -> PreferenceRecord:
+    """A record whose kind follows from its prompts."""
+    kind = "conditional" if prompt_w == prompt_l else "joint"
+    return PreferenceRecord(prompt_w, resp_w, prompt_l, resp_l, kind)
+
+
+def as_object(raw: Any, source: str, row: int) -> dict:
+    if not isinstance(raw, dict):
+        raise DataError(source, row, None, f"expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def text_field(value: Any, source: str, row: int, field: str) -> str:
+    if not isinstance(value, str):
+        raise DataError(source, row, field, f"expected a string, got {type(value).__name__}")
+    if not value.strip():
+        raise DataError(source, row, field, "is empty")
+    return value
+
+
+def messages_field(value: Any, source: str, row: int, field: str) -> list[Message]:
+    if not isinstance(value, list) or not value:
+        raise DataError(source, row, field, "expected a non-empty list of chat messages")
+    for i, m in enumerate(value):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise DataError(source, row, field, f"message {i} must be an object with string 'role' and 'content'")
+    return value
+
+
+def prompt_field(value: Any, source: str, row: int, field: str) -> Prompt:
+    return messages_field(value, source, row, field) if isinstance(value, list) else text_field(value, source, row, field)
+
+
+def require(raw: dict, keys: tuple[str, ...], source: str, row: int) -> None:
+    for key in keys:
+        if key not in raw or raw[key] is None:
+            raise DataError(source, row, key, "is missing")

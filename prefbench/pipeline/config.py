@@ -1,0 +1,124 @@
+"""What a ``prefbench run`` is: its configuration, resolved against the benchmark spec before any work
+starts, recorded in the run directory (``config.yaml``), and turned into each stage's settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from prefbench.benchmark import BenchmarkSpec, load_benchmark
+from prefbench.engine.config import ConfigError, TrainConfig
+from prefbench.engine.models import EMBEDDED
+from prefbench.engine.sft import merged_model_dir
+from prefbench.judges import make_judge
+from prefbench.judges.templates import get_judge_prompts
+from prefbench.registry import get_objective
+from prefbench.tasks import TaskPrompt
+from prefbench.util.files import atomic_write_text
+from prefbench.util.runs import check_same_run
+
+DEFAULT_OBJECTIVES = ("dpo", "ipo", "simpo", "jpo", "sft_jpo")
+
+
+@dataclass
+class RunConfig:
+    objectives: list[str] = field(default_factory=lambda: list(DEFAULT_OBJECTIVES))
+    benchmark: str = "ifeval-lite"     # a shipped benchmark name or a spec YAML path
+    preset: str = "quick"              # smoke | quick | full (defined per benchmark)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    model: str = ""                    # default: the benchmark's model, else the embedded SmolLM2
+    quantization: str = "4bit"
+    judge: str = "gold"                # gold | reward-model:PATH | local:PATH | openai:MODEL@URL
+    params: dict[str, dict[str, float]] = field(default_factory=dict)  # per-objective overrides of the preset
+    overrides: dict = field(default_factory=dict)  # benchmark settings over the preset (--set data.location=...)
+    output_dir: str = ""               # default runs/<benchmark>-<preset>
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise ConfigError("no objectives given")
+        if not self.seeds:
+            raise ConfigError("no seeds given")
+        self.objectives = [get_objective(o).name for o in self.objectives]  # canonical names; unknown -> did-you-mean
+        for name in self.params:
+            if get_objective(name).name not in self.objectives:
+                raise ConfigError(f"--param for '{name}', which is not among the objectives {self.objectives}")
+        self.params = {get_objective(k).name: v for k, v in self.params.items()}
+        if not self.output_dir:
+            self.output_dir = f"runs/{Path(self.benchmark).stem}-{self.preset}"
+
+
+def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]:
+    """The benchmark spec for the preset, and every objective's hyperparameters (preset, then overrides),
+    validated before any work starts. Fills in ``cfg.model`` when it was left to the benchmark."""
+    spec = load_benchmark(cfg.benchmark, cfg.preset, cfg.overrides)
+    cfg.model = cfg.model or spec.model or EMBEDDED
+    params = {}
+    for name in cfg.objectives:
+        chosen = {**spec.objective_params.get(name, {}), **cfg.params.get(name, {})}
+        get_objective(name).resolve_params(**chosen)
+        params[name] = chosen
+    return spec, params
+
+
+def _identity(cfg: RunConfig, spec: BenchmarkSpec) -> dict:
+    """What fixes the numbers of a run. Objectives and seeds may be added to an existing run (each
+    training folder checks its own config); everything shared must match."""
+    bench = {k: v for k, v in spec.to_dict().items() if k != "source"}  # where the YAML sits does not change numbers
+    return {"benchmark": bench, "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
+            "judge": cfg.judge}
+
+
+def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path) -> None:
+    """``config.yaml``: a run directory holding another configuration is refused; objectives, seeds and
+    their parameters accumulate, so the file describes everything in the folder."""
+    path = run_dir / "config.yaml"
+    ident = _identity(cfg, spec)
+    objectives, seeds = cfg.objectives, cfg.seeds
+    if path.exists():
+        previous = yaml.safe_load(path.read_text())
+        check_same_run(run_dir, {k: previous.get(k) for k in ident}, ident, "--output-dir")
+        objectives = list(dict.fromkeys(previous.get("objectives", []) + cfg.objectives))
+        seeds = sorted(set(previous.get("seeds", []) + cfg.seeds))
+        params = {**previous.get("objective_params", {}), **params}
+    resolved = {**ident, "objectives": objectives, "seeds": seeds, "objective_params": params}
+    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+
+
+def make_run_judge(judge_spec: str, task, judge_prompts: str):
+    """The run's judge; a pairwise one renders the benchmark's conditional template (pointwise ones
+    render no prompt)."""
+    pointwise = judge_spec.strip().partition(":")[0] in ("gold", "reward-model")
+    return make_judge(judge_spec, task=task, template=None if pointwise else get_judge_prompts(judge_prompts).conditional)
+
+
+def eval_prompts(spec: BenchmarkSpec, seed: int = 0) -> list[TaskPrompt]:
+    """The benchmark's eval prompts, each followed by its robustness variants."""
+    task = spec.make_task()
+    out = []
+    for p in task.prompts("eval", spec.eval.prompts, seed):
+        out.append(p)
+        out += [v for v in task.variants(p, seed) if v.variant in spec.eval.variants]
+    return out
+
+
+def sft_config(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> TrainConfig:
+    """The SFT stage: the release's SFT split of the task, on the run's base model."""
+    return TrainConfig.from_dict({**spec.sft, "data": spec.release_location, "objective": "sft", "model": cfg.model,
+                                  "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft")},
+                                 f"benchmark {spec.name} (sft)")
+
+
+def start_model(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> str:
+    """The model every objective starts from (and the reference): the SFT stage's output when the
+    benchmark has one, else the base model."""
+    return str(merged_model_dir(run_dir / "sft")) if spec.sft else cfg.model
+
+
+def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: str, seed: int, run_dir: Path
+                 ) -> TrainConfig:
+    return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "objective": objective,
+                                  "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),
+                                  "quantization": cfg.quantization, "seed": seed,
+                                  "output_dir": str(run_dir / objective / f"seed{seed}")}, f"benchmark {spec.name}")

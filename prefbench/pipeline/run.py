@@ -1,0 +1,157 @@
+"""``prefbench run``: config -> [sft] -> data -> train (objective × seed) -> generate -> judge -> stats -> report.
+
+Every stage reads the previous stage's artifacts from the run directory and writes its own, and a
+stage whose artifacts are complete is skipped, so a killed run resumes where it stopped and a
+re-run of a finished one only re-renders the report. A run directory that holds a run of a
+different configuration is refused rather than mixed.
+
+    runs/<name>/config.yaml            the resolved configuration (benchmark preset included)
+    runs/<name>/sft/                   benchmarks with an SFT stage (tldr, hh-helpful): adapter/, and model/ (merged),
+                                       the reference and every objective's starting point
+    runs/<name>/data/                  prompts, reference samples with scores, train.jsonl, eval.jsonl
+    runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/)
+    runs/<name>/generations/, kl/      answers of every system, KL samples
+    runs/<name>/judgments.jsonl, results.json, leaderboard.csv, report.md, report.html, plots/
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from prefbench.data.sft import load_sft_examples
+from prefbench.data.stage import build_run_data, describe
+from prefbench.engine.config import ConfigError
+from prefbench.engine.sft import merged_model_dir, train_sft
+from prefbench.engine.trainer import train
+from prefbench.evaluation.generate import generate_systems
+from prefbench.evaluation.judging import evaluate, judge_info
+from prefbench.evaluation.systems import systems_for
+from prefbench.pipeline.config import (
+    RunConfig,
+    eval_prompts,
+    make_run_judge,
+    resolve,
+    sft_config,
+    start_model,
+    train_config,
+    write_config,
+)
+from prefbench.reporting.report import render_report
+from prefbench.tasks import TaskPrompt, get_task
+from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
+
+log = logging.getLogger("prefbench")
+
+STAGES = ("sft", "data", "train", "generate", "judge", "report")
+
+
+class _Timings:
+    """Wall time per stage, accumulated across resumed invocations in ``timings.json``."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "timings.json"
+        self.values = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def __call__(self, stage: str, fn):
+        t0 = time.perf_counter()
+        value = fn()
+        self.values[stage] = round(self.values.get(stage, 0.0) + time.perf_counter() - t0, 1)
+        atomic_write_text(self.path, json.dumps(self.values, indent=2) + "\n")
+        return value
+
+    def summary(self) -> dict:
+        return {**self.values, "total": round(sum(self.values.values()), 1)}
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run every stage that is not complete yet; returns results.json's content."""
+    spec, params = resolve(cfg)
+    # fail on a bad judge (and on unreadable eval data, below) before hours of training
+    judge = make_run_judge(cfg.judge, spec.make_task(), spec.eval.judge_prompts)
+    run_dir = Path(cfg.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_config(cfg, spec, params, run_dir)
+    timed = _Timings(run_dir)
+    # the eval items first: a data-backed task reads them from its dataset, which fails fast if unreachable
+    prompts_path = run_dir / "data" / "eval.jsonl"
+    if not prompts_path.exists():
+        write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
+
+    overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
+
+    def stage(name: str, fn):
+        overall.set_postfix_str(name)
+        value = fn()
+        overall.update()
+        return value
+
+    try:
+        stage("sft", lambda: timed("sft", lambda: _sft_stage(cfg, spec, run_dir)) if spec.sft else None)
+        model = start_model(cfg, spec, run_dir)
+        summary = stage("data", lambda: timed("data", lambda: build_run_data(spec, model, cfg.quantization, 0,
+                                                                               run_dir / "data")))
+        log.info("data: %s", describe(summary))
+        stage("train", lambda: [timed("train", lambda: train(train_config(cfg, spec, params, o, s, run_dir)))
+                                for o in cfg.objectives for s in cfg.seeds])
+        stage("generate", lambda: timed("generate", lambda: generate_systems(
+            run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
+            cfg.quantization, seed=0)))
+        results = stage("judge", lambda: timed("judge", lambda: judge_run(run_dir, judge, cfg.objectives, cfg.seeds)))
+        results["timings"] = timed.summary()
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+        stage("report", lambda: timed("report", lambda: render_report(run_dir)))
+    finally:
+        overall.close()
+    return results
+
+
+def _sft_stage(cfg: RunConfig, spec, run_dir: Path) -> Path:
+    """Benchmarks with an ``sft`` section (tldr, hh-helpful): LoRA SFT on the task's SFT split, merged."""
+    sft_cfg = sft_config(cfg, spec, run_dir)
+    return train_sft(sft_cfg, lambda: load_sft_examples(sft_cfg.data, spec.task))
+
+
+def read_eval_prompts(run_dir: Path) -> list[TaskPrompt]:
+    return [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
+
+
+def read_run_config(run_dir: Path) -> dict:
+    path = Path(run_dir) / "config.yaml"
+    if not path.exists():
+        raise ConfigError(f"{path}: not found; is {run_dir} a prefbench run directory?")
+    return yaml.safe_load(path.read_text())
+
+
+def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> dict:
+    """The judge and stats stages for a run directory's generations: ``judgments.jsonl`` and ``results.json``."""
+    config = read_run_config(run_dir)
+    bench = config["benchmark"]
+    meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
+            "params": config["objective_params"], "judge": judge_info(judge),
+            **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
+    return evaluate(run_dir, systems_for(objectives, seeds), read_eval_prompts(run_dir), judge, meta,
+                    bench.get("eval", {}).get("baseline", "reference"))
+
+
+def reevaluate(run_dir: Path, judge_spec: str | None = None) -> dict:
+    """Judge a finished run again (with its own judge, or ``judge_spec``), recompute its statistics and
+    re-render everything derived from them (leaderboard, report, plots), so nothing stale remains."""
+    run_dir = Path(run_dir)
+    config = read_run_config(run_dir)
+    evaluation = config["benchmark"].get("eval", {})
+    task = get_task(config["benchmark"]["task"])  # the eval items are read from data/eval.jsonl, not from the task
+    judge = make_run_judge(judge_spec or config["judge"], task, evaluation.get("judge_prompts", "general"))
+    results = judge_run(run_dir, judge, config["objectives"], config["seeds"])
+    timings = run_dir / "timings.json"
+    if timings.exists():
+        values = json.loads(timings.read_text())
+        results["timings"] = {**values, "total": round(sum(values.values()), 1)}
+        atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    render_report(run_dir)
+    return results

@@ -1,0 +1,18 @@
+"""The objective API: statistics in (:class:`PairLogProbs`), losses out (:class:`ObjectiveOutput`),
+and the registry that finds objectives by name (built-ins and entry-point plugins alike)."""
+
+from prefbench.registry.inputs import SPANS, ObjectiveError, ObjectiveOutput, PairLogProbs, Span
+from prefbench.registry.objective import (
+                                          ENTRY_POINT_GROUP,
+                                          Objective,
+                                          Param,
+                                          get_objective,
+                                          list_objectives,
+                                          parse_objective_list,
+                                          register_objective,
+)
+from prefbench.registry.terms import log_ratio_margin, mean_nll, sigmoid_preference_loss
+
+__all__ = ["ENTRY_POINT_GROUP", "SPANS", "Objective", "ObjectiveError", "ObjectiveOutput", "PairLogProbs", "Param",
+           "Span", "get_objective", "list_objectives", "log_ratio_margin", "mean_nll", "parse_objective_list",
+           "register_objective", "sigmoid_preference_loss"]

@@ -1,0 +1,46 @@
+"""The objective reference, generated from the registry so it cannot drift from the code: the table
+``prefbench objectives`` prints, and the Markdown page ``docs/objectives.md`` holds."""
+
+from __future__ import annotations
+
+import inspect
+
+from prefbench.registry.objective import Objective, list_objectives
+
+
+def _defaults(obj: Objective) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in obj.defaults.items()) or "-"
+
+
+def objectives_table() -> str:
+    rows = [("name", "span", "reference", "+NLL", "defaults", "source")]
+    for obj in list_objectives():
+        rows.append((obj.name, obj.span, "yes" if obj.needs_reference else "no", "yes" if obj.adds_nll else "no",
+                     _defaults(obj), obj.source))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def objectives_markdown() -> str:
+    """One section per objective: what it declares, its parameters with their ranges, its paper and
+    its docstring (formula, choices, defaults)."""
+    objectives = [o for o in list_objectives() if o.source == "built-in"]
+    lines = ["# Objectives", "",
+             "Generated from the registry by `prefbench objectives --markdown`; a test keeps this page equal to it.", "",
+             "| name | span | reference | +NLL | defaults | paper |", "|---|---|---|---|---|---|"]
+    lines += [f"| [`{o.name}`](#{o.name}) | {o.span} | {'yes' if o.needs_reference else 'no'} | "
+              f"{'yes' if o.adds_nll else 'no'} | {_defaults(o)} | {o.paper} |" for o in objectives]
+    for o in objectives:
+        lines += ["", f"## {o.name}", ""]
+        if o.aliases:
+            lines += [f"Aliases: {', '.join(f'`{a}`' for a in o.aliases)}.", ""]
+        if o.paper:
+            lines += [f"Paper: {o.paper}.", ""]
+        if o.params:
+            lines += ["| parameter | default | valid | meaning |", "|---|---|---|---|"]
+            lines += [f"| `{k}` | {p.default:g} | {p.range_text()} | {p.doc} |" for k, p in o.params.items()]
+            lines.append("")
+        lines.append(inspect.cleandoc(o.fn.__doc__ or ""))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,82 @@
+"""The report's plain-language reading: who beats the baseline (interval excludes 50%), who loses to
+it, who is indistinguishable, and which pairwise differences survive the multiplicity correction."""
+
+from __future__ import annotations
+
+from prefbench.reporting.formatting import (
+    DASH,
+    baseline_phrase,
+    correction,
+    fmt_points,
+    fmt_win_rate,
+    join_names,
+    p_clause,
+    ranked,
+    significant,
+    verdict,
+)
+
+# Below this share of order-consistent pairwise verdicts, most outcomes are ties and the reading says so.
+LOW_CONSISTENCY = 0.5
+
+
+def pairwise_reading(results: dict) -> str:
+    """Which paired differences survive the correction, winner first; the rest are only counted,
+    because naming a difference that is within noise invites reading it as a result."""
+    comparisons = results.get("comparisons") or []
+    method = correction(results).capitalize()
+    if not comparisons:
+        return "No pairwise comparisons between systems were computed."
+    real = [c for c in comparisons if significant(c, results)]
+    if not real:
+        widest = max((c["diff"]["high"] - c["diff"]["low"]) * 50 for c in comparisons)
+        mdes = sorted({f"{100 * c['mde']:.1f}" for c in comparisons if c.get("mde") is not None}, key=float)
+        power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about "
+                 f"{'–'.join(dict.fromkeys([mdes[0], mdes[-1]]))} points (depending on the pair) to be detected with "
+                 "80% power after the correction." if mdes else "")
+        return (f"None of the {len(comparisons)} pairwise differences survives {method} correction, so this "
+                f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
+                + power)
+    p_name = f"p_{correction(results)}"
+    phrases = []
+    for c in real:
+        a, b, d = c["a"], c["b"], c["diff"]
+        if d["estimate"] < 0:  # say it as "winner beats loser by a positive amount"
+            a, b, d = b, a, {"estimate": -d["estimate"], "low": -d["high"], "high": -d["low"]}
+        phrases.append(f"{a} beats {b} by {fmt_points(d)} ({p_clause(p_name, c.get(p_name))})")
+    rest = len(comparisons) - len(real)
+    tail = f"; the other {rest} difference{'s do' if rest != 1 else ' does'} not" if rest else ""
+    return (f"{len(real)} of {len(comparisons)} pairwise differences survive{'s' * (len(real) == 1)} "
+            f"{method} correction: {'; '.join(phrases)}{tail}.")
+
+
+def plain_reading(results: dict) -> str:
+    """One paragraph: who beats the reference (interval excludes 50%), who loses to it, who is
+    indistinguishable, then which pairwise differences are real."""
+    conf = f"{results.get('confidence', 0.95):.0%}"
+    groups: dict[str | None, list[str]] = {"better": [], "worse": [], None: []}
+    for s in ranked(results["systems"]):
+        groups[verdict(s["win_rate"])].append(f"{s['name']} ({fmt_win_rate(s['win_rate'])})")
+    n = len(results["systems"])
+    baseline = baseline_phrase(results)
+    sentences = []
+    if groups["better"]:
+        sentences.append(f"{len(groups['better'])} of {n} systems beat {baseline} significantly, their "
+                         f"{conf} interval of the win rate excluding 50%: {join_names(groups['better'])}.")
+    elif groups["worse"]:
+        sentences.append(f"No system beats {baseline} significantly (no win-rate interval lies above 50%).")
+    else:
+        sentences.append(f"No system differs significantly from {baseline}: every {conf} interval of "
+                         "the win rate includes 50%.")
+    if groups["worse"]:
+        sentences.append(f"Worse than {baseline}: {join_names(groups['worse'])}.")
+    if groups[None] and (groups["better"] or groups["worse"]):
+        sentences.append(f"Indistinguishable from it: {join_names(groups[None])}.")
+    sentences.append(f"These are per-system {conf} intervals, not adjusted for multiplicity.")
+    sentences.append(pairwise_reading(results))
+    consistency = ((results.get("judge") or {}).get("diagnostics") or {}).get("position_consistency")
+    if consistency is not None and consistency < LOW_CONSISTENCY:
+        sentences.append(f"Caution: the judge gave the same verdict in both orders for only {consistency:.0%} of the "
+                         "pairs it was asked about; the rest count as ties, which pulls every win rate toward 50% "
+                         "and hides differences. A stronger judge would tell more.")
+    return " ".join(sentences)

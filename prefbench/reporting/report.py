@@ -1,0 +1,158 @@
+"""Turning a finished run directory into report.md, a self-contained report.html and plots/*.png.
+
+Input is what earlier stages wrote: ``results.json`` (win rates, scores, robustness and KL as
+Intervals ``{"estimate", "low", "high", "method"}``, paired comparisons with Holm-adjusted p-values),
+``config.yaml`` and ``<objective>/seed<k>/metrics.jsonl``. The Markdown is the single source of the
+content; the HTML is converted from it with its images inlined, so the file can be mailed or archived
+alone. Nothing depends on the clock: the same run directory gives the same files.
+
+The report's job is to show which differences are real. A system "beats the reference" only when
+its win-rate interval excludes 50%, and a pairwise difference counts only when it survives the
+run's multiplicity correction; the plain-language reading says so, including when nothing does.
+Optional fields (KL, flip rate, judge diagnostics, timings) may be null or missing and show as "—".
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from prefbench.reporting.figures import draw_figures
+from prefbench.reporting.formatting import (
+    DASH,
+    correction,
+    fmt_interval,
+    fmt_number,
+    fmt_p,
+    fmt_points,
+    ranked,
+    seeds_text,
+    significant,
+    table,
+)
+from prefbench.reporting.html import markdown_to_html
+from prefbench.reporting.leaderboard import leaderboard_csv, leaderboard_markdown
+from prefbench.reporting.load import load_results
+from prefbench.reporting.reading import plain_reading
+from prefbench.util.files import atomic_write_text
+
+
+def _header(results: dict) -> str:
+    judge = results.get("judge") or {}
+    methods = sorted({s["win_rate"].get("method") for s in results["systems"] if s["win_rate"].get("method")})
+    items = [("benchmark", f"{results.get('benchmark', DASH)} (preset {results.get('preset', DASH)})"),
+             ("model", results.get("model", DASH) + (f" → SFT stage → `{results['start_model']}` (the reference, and "
+                                                     "every objective's starting point)"
+                                                     if results.get("start_model") else "")),
+             ("judge", f"{judge.get('name', DASH)} ({judge.get('kind', DASH)})"),
+             ("baseline", results.get("baseline", "reference")),
+             ("eval prompts", results.get("n_prompts", DASH)),
+             ("seeds", seeds_text(results["systems"])),
+             ("intervals", f"{results.get('confidence', 0.95):.0%}" + (f" ({', '.join(methods)})" if methods else "")),
+             ("multiple comparisons", correction(results).capitalize())]
+    return "\n".join(f"- **{k}**: {v}" for k, v in items) + "\n"
+
+
+def _comparisons(results: dict) -> str:
+    c_name = correction(results)
+    rows = [[f"{c['a']} − {c['b']}", fmt_points(c["diff"]), fmt_p(c.get("p")), fmt_p(c.get(f"p_{c_name}")),
+             "**yes**" if significant(c, results) else "no", fmt_number(c.get("mde"), 1, 100, " pp")]
+            for c in results.get("comparisons") or []]
+    header = ["comparison (a − b)", "difference in win rate (CI)", "p", f"p ({c_name.capitalize()})",
+              f"significant after {c_name.capitalize()}", "detectable difference"]
+    if not rows:
+        return ""
+    seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
+    method = ("two-level bootstrap over seeds and prompts (paired on prompts)" if seeded
+              else "paired bootstrap over prompts")
+    test = "the same bootstrap, shifted to the null" if seeded else "paired sign-flip permutation test"
+    note = (f"\n*CI*: per-comparison {round(100 * results.get('confidence', 0.95))}% interval ({method}), "
+            f"not adjusted for the {len(rows)} comparisons; *p*: {test}. Only "
+            f"*significant after {c_name.capitalize()}* accounts for multiplicity, so an interval that excludes 0 "
+            f"next to \"no\" is not evidence of a difference. *Detectable difference*: the smallest true difference "
+            f"this run would find with 80% power at the strictest {c_name.capitalize()} level (normal approximation "
+            f"from the spread of the per-prompt differences); a smaller real gap can hide behind \"no\".\n")
+    return table(header, rows) + note
+
+
+def _robustness_table(results: dict) -> str:
+    entries = [(s["name"], s.get("robustness")) for s in ranked(results["systems"])]
+    entries.append(("reference", (results.get("reference") or {}).get("robustness")))
+    rows = [[name, fmt_interval(rob.get("mean")), fmt_interval(rob.get("drop"), signed=True),
+             fmt_interval(rob.get("worst")), fmt_interval(rob.get("spread")),
+             fmt_interval(rob.get("flip_rate"), 100, 1, "%")]
+            for name, rob in entries if rob]
+    header = ["system", "mean score over variants (CI)", "drop (CI)", "worst variant (CI)", "spread (CI)",
+              "win/loss flip rate (CI)"]
+    return table(header, rows) if rows else ""
+
+
+def _judge(results: dict) -> str:
+    judge = results.get("judge") or {}
+    diag = judge.get("diagnostics") or {}
+    rows = [["judge", f"{judge.get('name', DASH)} ({judge.get('kind', DASH)})"],
+            ["items judged", fmt_number(diag.get("judged"), 0)],
+            ["position consistency", fmt_number(diag.get("position_consistency"), 1, 100, "%")],
+            ["first-slot win rate", fmt_number(diag.get("first_slot_win_rate"), 1, 100, "%")],
+            ["unparseable verdicts", fmt_number(diag.get("unparseable"), 0)]]
+    note = ("\nA pointwise judge scores each answer alone, so position diagnostics do not apply.\n"
+            if judge.get("kind") == "pointwise" else
+            "\nPosition consistency: share of items with the same verdict in both orders (inconsistent ones count "
+            "as ties). First-slot win rate far from 50% means the judge favours a position.\n")
+    return table(["diagnostic", "value"], rows) + note
+
+
+def _timings(results: dict) -> str:
+    timings = results.get("timings")
+    if not timings:
+        return "Timings were not recorded.\n"
+    total = timings.get("total")
+    rows = [[stage, fmt_number(seconds, 1, unit=" s"),
+             fmt_number(seconds / total, 1, 100, "%") if total and seconds is not None and stage != "total" else DASH]
+            for stage, seconds in timings.items()]
+    return table(["stage", "wall time", "share of total"], rows)
+
+
+def _config(run_dir: Path) -> str:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return f"{DASH} ({path} not found)\n"
+    text = path.read_text(encoding="utf-8")
+    # a fence longer than any backtick run inside keeps the config verbatim
+    fence = "`" * max(3, 1 + max((len(m) for m in re.findall(r"`+", text)), default=0))
+    return (f'<details markdown="1"><summary>config.yaml (exact resolved run config)</summary>\n\n'
+            f"{fence}yaml\n{text}{'' if text.endswith(chr(10)) else chr(10)}{fence}\n\n</details>\n")
+
+
+def _title(results: dict) -> str:
+    return f"prefbench report: {results.get('benchmark', DASH)}, {results.get('model', DASH)}"
+
+
+def report_markdown(results: dict, run_dir: Path) -> str:
+    """The whole report as Markdown (drawing the plots it shows into ``run_dir/plots``)."""
+    fig = draw_figures(results, run_dir)
+    parts = [f"# {_title(results)}\n", _header(results),
+             "## Reading\n", plain_reading(results) + "\n",
+             "## Leaderboard\n", leaderboard_markdown(results),
+             "## Paired differences\n", fig["forest"], _comparisons(results),
+             f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
+             "## Training\n", fig["training"],
+             "## Instruction robustness\n", fig["robustness"], _robustness_table(results),
+             "## Reward vs KL\n", fig["reward_kl"],
+             "## Judge diagnostics\n", _judge(results),
+             "## Timings\n", _timings(results),
+             "## Config\n", _config(run_dir)]
+    return "\n".join(parts)
+
+
+def render_report(run_dir: Path) -> tuple[Path, Path]:
+    """Write everything derived from ``results.json`` into the run directory: ``leaderboard.csv``,
+    ``plots/*.png``, ``report.md`` and ``report.html``; returns the paths of the two reports."""
+    run_dir = Path(run_dir)
+    results = load_results(run_dir)
+    atomic_write_text(run_dir / "leaderboard.csv", leaderboard_csv(results))
+    text = report_markdown(results, run_dir)
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    atomic_write_text(md_path, text)
+    atomic_write_text(html_path, markdown_to_html(text, run_dir, _title(results)))
+    return md_path, html_path

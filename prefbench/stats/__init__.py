@@ -1,0 +1,36 @@
+"""Statistics for evaluation (numpy and scipy only; nothing here knows about models): per-prompt numbers in, estimates with honest confidence intervals out.
+
+The unit of analysis is the prompt (DESIGN.md §5). Every interval comes from a bootstrap over
+prompts, seeded with ``np.random.default_rng(seed)`` so a report is reproducible:
+
+* one system, one seed: :func:`mean_ci` (BCa via ``scipy.stats.bootstrap``, percentile fallback);
+* two systems on the same prompts: :func:`paired_difference` (paired bootstrap + sign-flip
+  permutation p-value); :func:`unpaired_difference` exists to show how much pairing buys;
+* several seeds: :func:`hierarchical_mean_ci` / :func:`hierarchical_paired_difference`
+  (resample seeds, then prompts);
+* several comparisons: :func:`holm` adjusts the p-values; :func:`minimum_detectable_difference`
+  says how large a difference the run could have detected, so "not significant" can be read;
+* instruction variants: :func:`cluster_mean_ci` / :func:`robustness_summary` (resample prompts
+  together with all their variants);
+* length bias: :func:`length_controlled_win_rate` (AlpacaEval-style logistic adjustment).
+
+Every interval says which method produced it: ``"BCa"``, ``"percentile"`` when BCa was not
+computable (scipy returns NaN when the bootstrap distribution is too lopsided), or
+``"degenerate"`` when every resample gave the same value (e.g. all ties), in which case
+``low == high == estimate`` instead of NaN.
+"""
+
+from prefbench.stats.differences import (
+                                         hierarchical_paired_difference,
+                                         holm,
+                                         minimum_detectable_difference,
+                                         paired_difference,
+                                         unpaired_difference,
+)
+from prefbench.stats.intervals import Interval, StatsError, hierarchical_mean_ci, mean_ci, win_scores
+from prefbench.stats.length import length_controlled_win_rate
+from prefbench.stats.robustness import cluster_mean_ci, robustness_summary
+
+__all__ = ["Interval", "StatsError", "cluster_mean_ci", "hierarchical_mean_ci", "hierarchical_paired_difference",
+           "holm", "length_controlled_win_rate", "mean_ci", "minimum_detectable_difference", "paired_difference",
+           "robustness_summary", "unpaired_difference", "win_scores"]
