@@ -46,8 +46,8 @@ def main() -> None:
     seconds = time.perf_counter() - t0
     scores, family = [], collections.defaultdict(list)
     gates = collections.Counter()
-    for p, texts in zip(prompts, answers):
-        for text in texts:
+    for p, completions in zip(prompts, answers):
+        for text in (c.text for c in completions):
             d = task.score_details(p, text)
             scores.append(d["score"])
             for c in d.get("constraints", []):

@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from prefbench.engine.generation import GenerationSettings, generate
-from prefbench.engine.models import add_lora, load_base_model, load_tokenizer
+from prefbench.engine.adapters import add_lora
+from prefbench.engine.generation import Completion, GenerationSettings, generate
+from prefbench.engine.models import load_base_model, load_tokenizer
 
 PROMPTS = ["Name a fruit", "List two fruits as bullet points please", "red", "Answer briefly: what is the capital?"]
 
@@ -43,13 +44,14 @@ def test_greedy_with_several_samples_is_refused():
 def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_computation(tiny_model_dir):
     import copy
 
+    from prefbench.engine.adapters import with_merged_adapter
     from prefbench.engine.kl import response_kl
-    from prefbench.engine.merge import with_merged_adapter
 
     tok = load_tokenizer(str(tiny_model_dir))
     reference = load_base_model(str(tiny_model_dir), "none").eval()
     lora = add_lora(copy.deepcopy(reference), r=4, alpha=8, dropout=0.0, seed=0)
-    prompts, responses = ["Name a fruit", "red blue"], ["apple banana", "ocean"]
+    prompts = ["Name a fruit", "red blue"]
+    responses = [Completion("apple banana", finished=True, tokens=3), Completion("ocean", finished=True, tokens=2)]
     assert response_kl(lora, reference, tok, prompts, responses) == pytest.approx([0.0, 0.0], abs=1e-6)  # B = 0
 
     torch.manual_seed(1)
@@ -63,15 +65,30 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
 
     from prefbench.engine.formatting import encode
 
-    for (prompt, response), value in zip(zip(prompts, responses), got):
-        ids, mask = encode(tok, prompt, response)
+    cut = response_kl(lora, reference, tok, prompts, [Completion(r.text, False, r.tokens) for r in responses])
+    for (prompt, response), value, value_cut in zip(zip(prompts, responses), got, cut):
+        ids, mask = encode(tok, prompt, response.text)
         x = torch.tensor([ids])
         with torch.no_grad():
             lp = torch.log_softmax(lora(input_ids=x).logits.double(), -1)[0]
             lq = torch.log_softmax(reference(input_ids=x).logits.double(), -1)[0]
-        expected = sum(float((lp[t].exp() * (lp[t] - lq[t])).sum()) for t in range(len(ids) - 1) if mask[t + 1])
-        assert expected > 0.01
-        assert value == pytest.approx(expected, rel=1e-4)
+        per_position = [float((lp[t].exp() * (lp[t] - lq[t])).sum()) for t in range(len(ids) - 1) if mask[t + 1]]
+        assert sum(per_position) > 0.01
+        assert value == pytest.approx(sum(per_position), rel=1e-4)
+        # a response cut at the token limit has no end-of-turn position: the last term is not counted
+        assert value_cut == pytest.approx(sum(per_position[:-1]), rel=1e-4)
+
+
+def test_completions_say_whether_they_ended(tiny_model_dir):
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = load_base_model(str(tiny_model_dir), "none").eval()
+    with torch.no_grad():
+        model.lm_head.weight[tok.eos_token_id] = 0.0
+        never = generate(model, tok, PROMPTS[:2], GenerationSettings(max_new_tokens=5, batch_size=2))
+        model.lm_head.weight[tok.eos_token_id] = 100.0 * model.model.norm.weight.sign()
+        at_once = generate(model, tok, PROMPTS[:2], GenerationSettings(max_new_tokens=5, batch_size=2))
+    assert [(c.finished, c.tokens) for [c] in never] == [(False, 5), (False, 5)]
+    assert [(c.finished, c.tokens, c.text) for [c] in at_once] == [(True, 1, ""), (True, 1, "")]
 
 
 def test_dequantized_copy_computes_what_the_4bit_model_computes(tiny_4bit_dir):

@@ -1,6 +1,7 @@
 """Training engine on a tiny random model saved to disk: identical runs, resume, reference cache, errors."""
 
 import json
+import math
 
 import pytest
 import torch
@@ -52,7 +53,8 @@ def assert_reload_reproduces_policy(reloaded, out, prefs):
     fp = json.loads((out / "adapter" / "fingerprint.json").read_text())
     tokenizer = load_tokenizer(str(reloaded.base_model.model.name_or_path))
     pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
-    with torch.no_grad():
+    compute = getattr(torch, fp["compute_dtype"].removeprefix("torch."))   # as trained: autocast below float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
         got = model_sequence_logprobs(reloaded, **pairs.batch(fp["pairs"], tokenizer.pad_token_id))
     assert got.joint_logps.tolist() == pytest.approx(fp["joint_logps"], abs=1e-3)
     assert got.response_logps.tolist() == pytest.approx(fp["response_logps"], abs=1e-3)
@@ -73,7 +75,8 @@ def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, p
 
 
 def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
-    from prefbench.engine.models import add_lora, enable_checkpointing, load_base_model
+    from prefbench.engine.adapters import add_lora
+    from prefbench.engine.models import enable_checkpointing, load_base_model
 
     model = add_lora(load_base_model(str(tiny_model_dir), "none"))
     model.train()
@@ -125,6 +128,36 @@ def test_reference_logprobs_are_cached_across_objectives(tiny_model_dir, prefs, 
     assert "reference log-probs: reused cache" in caplog.text
 
 
+def test_reference_log_probs_of_another_precision_are_never_reused(tiny_model_dir, prefs, tmp_path, caplog):
+    """A cache filled in float32 is not read by a bfloat16 run (its reference would not be its initial policy)."""
+    import logging
+
+    caplog.set_level(logging.INFO, logger="prefbench")
+    train(cfg(tiny_model_dir, prefs, tmp_path / "fp32", max_steps=1, compute_dtype="float32"))
+    train(cfg(tiny_model_dir, prefs, tmp_path / "bf16", max_steps=1, compute_dtype="bfloat16"))
+    assert "reused cache" not in caplog.text
+    assert len(list((tmp_path / "cache" / "reference").glob("*.pt"))) == 2
+    train(cfg(tiny_model_dir, prefs, tmp_path / "bf16-again", max_steps=1, compute_dtype="bfloat16"))
+    assert "reference log-probs: reused cache" in caplog.text
+
+
+def test_first_dpo_step_starts_at_ln2_in_bfloat16(tiny_model_dir, prefs, tmp_path):
+    """The reference is the initial policy in the run's own precision, although the reference pass packs
+    other pairs together than the first training step does: the first loss is ln 2 up to bfloat16 rounding."""
+    out = train(cfg(tiny_model_dir, prefs, tmp_path / "bf16", max_steps=1, compute_dtype="bfloat16"))
+    assert metrics(out)[0]["loss"] == pytest.approx(math.log(2), abs=1e-3)
+
+
+def test_forwards_of_fewer_tokens_give_the_same_training(tiny_model_dir, prefs, tmp_path):
+    """A micro-batch split into several forwards (to bound activation memory) accumulates the same gradient."""
+    whole = train(cfg(tiny_model_dir, prefs, tmp_path / "whole", compute_dtype="float32", max_forward_tokens=0))
+    split = train(cfg(tiny_model_dir, prefs, tmp_path / "split", compute_dtype="float32", max_forward_tokens=40))
+    for a, b in zip(metrics(whole), metrics(split)):
+        assert a["tokens"] == b["tokens"]
+        for key in ("loss", "accuracy", "margin", "grad_norm"):
+            assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+
+
 def test_run_directory_from_a_different_config_is_refused(tiny_model_dir, prefs, tmp_path):
     train(cfg(tiny_model_dir, prefs, tmp_path / "run", max_steps=1))
     with pytest.raises(ConfigError, match="different configuration \\(changed: lr\\)"):
@@ -132,15 +165,15 @@ def test_run_directory_from_a_different_config_is_refused(tiny_model_dir, prefs,
 
 
 def test_nan_loss_stops_with_a_clear_error(tiny_model_dir, prefs, tmp_path, monkeypatch):
-    import prefbench.engine.trainer as engine
+    import prefbench.engine.statistics as statistics
 
-    real = engine.model_sequence_logprobs
+    real = statistics.packed_sequence_logprobs
 
     def poisoned(*a, **k):
         s = real(*a, **k)
         return type(s)(s.response_logps * float("nan"), s.response_tokens, s.joint_logps * float("nan"), s.joint_tokens)
 
-    monkeypatch.setattr(engine, "model_sequence_logprobs", poisoned)
+    monkeypatch.setattr(statistics, "packed_sequence_logprobs", poisoned)
     with pytest.raises(TrainingError, match="loss is nan at step 1"):
         train(cfg(tiny_model_dir, prefs, tmp_path / "nan", objective="simpo"))
 
@@ -184,8 +217,9 @@ def test_bad_objective_parameter_fails_before_loading(tmp_path):
 def test_a_no_grad_eval_forward_leaves_the_4bit_model_and_its_gradients_unchanged(tiny_4bit_dir):
     """bitsandbytes would repack 4-bit CPU weights in place on the first eval/no-grad forward (how reference
     log-probs are computed), changing later training forwards and corrupting their gradients."""
+    from prefbench.engine.adapters import add_lora
     from prefbench.engine.logprobs import model_sequence_logprobs
-    from prefbench.engine.models import add_lora, load_base_model
+    from prefbench.engine.models import load_base_model
 
     model = add_lora(load_base_model(str(tiny_4bit_dir), "4bit"), r=4, alpha=8, dropout=0.0)
     ids = torch.randint(0, 200, (2, 12), generator=torch.Generator().manual_seed(0))

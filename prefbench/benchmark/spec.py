@@ -78,6 +78,12 @@ class BenchmarkSpec:
     source: str = ""                                                   # the file it was read from
 
     @property
+    def compute_dtype(self) -> str:
+        """What every model of the benchmark computes in: the training setting, which sampling and generation
+        follow (auto: bfloat16 where the hardware multiplies it natively)."""
+        return self.train.get("compute_dtype", "auto")
+
+    @property
     def release_location(self) -> str:
         """Where the JPO release is read for eval items and SFT data (see :class:`EvalSettings`);
         empty means the hub."""

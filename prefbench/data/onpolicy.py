@@ -24,7 +24,13 @@ import time
 from pathlib import Path
 
 from prefbench.engine.generation import GenerationSettings, generate
-from prefbench.engine.models import load_inference_model, load_tokenizer, model_fingerprint
+from prefbench.engine.models import (
+    compute_dtype,
+    default_device,
+    load_inference_model,
+    load_tokenizer,
+    model_fingerprint,
+)
 from prefbench.formats.preferences import write_preferences
 from prefbench.formats.records import PreferenceRecord
 from prefbench.tasks import get_task
@@ -35,7 +41,7 @@ from prefbench.util.runs import cache_root
 log = logging.getLogger("prefbench")
 
 DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
-_VERSION = 2  # bump when pairing or sampling changes, so old caches are not reused
+_VERSION = 3  # bump when pairing or sampling changes, so old caches are not reused (3: compute dtype)
 
 
 def conditional_pairs(prompt: TaskPrompt, answers: list[tuple[str, float]], min_gap: float, max_pairs: int
@@ -76,6 +82,7 @@ def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]
 
 def cache_key(spec, model: str, quantization: str, seed: int) -> str:
     ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
+             "dtype": str(compute_dtype(spec.compute_dtype)), "device": default_device(),
              "task": spec.task, "data": dataclasses.asdict(spec.data), "seed": seed}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
@@ -95,13 +102,13 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         prompts = task.prompts("train", spec.data.train_prompts, seed)
         t0 = time.perf_counter()
         if base_model is None:
-            base_model = load_inference_model(model, quantization)
+            base_model = load_inference_model(model, quantization, spec.compute_dtype)
         tokenizer = tokenizer or load_tokenizer(model)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
                                       num_samples=spec.data.samples_per_prompt, seed=seed)
-        texts = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
-        answers = [[(t, task.score(p, t)) for t in ts] for p, ts in zip(prompts, texts)]
+        completions = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
+        answers = [[(c.text, task.score(p, c.text)) for c in cs] for p, cs in zip(prompts, completions)]
         pairs = build_pairs(prompts, answers, spec.data, seed)
         scores = [s for ans in answers for _, s in ans]
         summary = {

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import torch
 
+from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.encoding import EncodedPairs
 from prefbench.engine.logprobs import model_sequence_logprobs
+from prefbench.engine.models import compute_dtype_of
 from prefbench.util.files import atomic_dir, atomic_write_text
 
 log = logging.getLogger("prefbench")
@@ -51,14 +53,15 @@ def resume(model, optimizer, scheduler, out: Path, name: str) -> int:
 
 def save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
     """The final adapter, with a fingerprint to check that it reproduces the trained policy when
-    reloaded; the checkpoint is no longer needed then."""
+    reloaded onto the base in the same compute dtype; the checkpoint is no longer needed then."""
     with atomic_dir(Path(out) / ADAPTER) as tmp:
         model.save_pretrained(tmp)
         model.eval()
         fp_pairs = list(range(min(4, len(pairs))))
-        with torch.no_grad():
+        with torch.no_grad(), adapter_compute(model):
             fingerprint = model_sequence_logprobs(model, **pairs.batch(fp_pairs, pad_id, model.device))
         atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": fp_pairs,
+                                                                "compute_dtype": str(compute_dtype_of(model)),
                                                                 "response_logps": fingerprint.response_logps.tolist(),
                                                                 "joint_logps": fingerprint.joint_logps.tolist()}))
     shutil.rmtree(Path(out) / CHECKPOINT, ignore_errors=True)

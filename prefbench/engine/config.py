@@ -24,6 +24,9 @@ class TrainingError(UserError, RuntimeError):
     loss or gradient that is no longer finite)."""
 
 
+COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+
+
 @dataclass
 class TrainConfig:
     """Everything that defines a training run; identical across objectives except ``objective``/``objective_params``."""
@@ -36,7 +39,7 @@ class TrainConfig:
     quantization: str = "4bit"           # "4bit" (QLoRA, NF4) or "none" (plain LoRA)
     lora_r: int = 16
     lora_alpha: int = 32
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0           # LoRA dropout costs a third of a step on a CPU (docs/performance.md)
     max_length: int = 512                # tokens per formatted instruction+response; longer ones are truncated and counted
     batch_size: int = 8                  # pairs per optimizer step
     grad_accum: int = 1                  # micro-batches per step (batch_size must divide evenly)
@@ -46,6 +49,10 @@ class TrainConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False  # recompute layer activations in backward: far less memory, ~1/3 more time
+    compute_dtype: str = "auto"          # auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16
+    share_prefixes: bool = True          # a conditional pair's instruction goes through the model once
+    max_forward_tokens: int = 1024       # a micro-batch runs in forwards of at most this many tokens (0: one forward):
+                                         # activation memory grows with it; the gradient is the same
     seed: int = 0
     save_every: int = 10                 # checkpoint interval in steps (a killed run resumes from the last one)
     output_dir: str = "runs/train"
@@ -53,6 +60,9 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.quantization not in ("4bit", "none"):
             raise ConfigError(f"quantization must be '4bit' or 'none', got {self.quantization!r}")
+        if self.compute_dtype not in COMPUTE_DTYPES:
+            raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}"
+                              f"{suggest(str(self.compute_dtype), COMPUTE_DTYPES)}")
         for name in ("batch_size", "grad_accum", "max_steps", "lora_r", "max_length", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -12,6 +12,7 @@ import torch
 from prefbench.engine.config import TrainingError
 from prefbench.engine.formatting import collate, encode
 from prefbench.engine.logprobs import SequenceLogProbs
+from prefbench.engine.packing import PackedBatch, pack, prompt_length
 from prefbench.formats.records import PreferenceRecord
 
 log = logging.getLogger("prefbench")
@@ -38,6 +39,38 @@ class EncodedPairs:
         rejected = [self.rejected[i] for i in indices] if self.paired else []
         tensors = collate([self.chosen[i] for i in indices] + rejected, pad_id)
         return {k: v.to(device) for k, v in tensors.items()}
+
+    def packed(self, indices: list[int], joint: bool, share_prefixes: bool) -> PackedBatch:
+        """The same sequences as :meth:`batch`, in one padding-free row (:func:`~prefbench.engine.packing.pack`)."""
+        return pack([self.chosen[i] for i in indices], [self.rejected[i] for i in indices] if self.paired else [],
+                    joint, share_prefixes)
+
+    def row_tokens(self, i: int, share_prefixes: bool) -> int:
+        """Tokens pair ``i`` puts into a packed row (its instruction once when the two sides share it)."""
+        if not self.paired:
+            return len(self.chosen[i][0])
+        (ids_c, mask_c), (ids_r, mask_r) = self.chosen[i], self.rejected[i]
+        p = prompt_length(mask_c)
+        shared = share_prefixes and p == prompt_length(mask_r) and ids_c[:p] == ids_r[:p]
+        return len(ids_c) + len(ids_r) - (p if shared else 0)
+
+    def forward_chunks(self, indices: list[int], max_tokens: int, share_prefixes: bool) -> list[list[int]]:
+        """``indices`` in consecutive runs whose packed rows hold at most ``max_tokens`` tokens each (a pair
+        longer than that alone); 0: one run. Activation memory grows with the tokens of one forward."""
+        chunks: list[list[int]] = []
+        used = 0
+        for i in indices:
+            n = self.row_tokens(i, share_prefixes)
+            if not chunks or (max_tokens and used + n > max_tokens):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(i)
+            used += n
+        return chunks
+
+    def tokens(self, indices: list[int]) -> int:
+        """Tokens of the sequences of ``indices`` (both sides of a pair), as in a padded batch without its padding."""
+        return sum(len(side[i][0]) for side in (self.chosen, self.rejected) if side for i in indices)
 
     def split(self, stats: SequenceLogProbs) -> tuple[SequenceLogProbs, SequenceLogProbs]:
         """A batch's statistics as (chosen, rejected); without a rejected side both are the one sequence."""

@@ -15,14 +15,16 @@ def encode_prompt(tokenizer, prompt: str | list[dict]) -> list[int]:
     return list(ids)
 
 
-def encode(tokenizer, prompt: str | list[dict], response: str, max_length: int | None = None) -> tuple[list[int], list[int]]:
-    """Chat-formatted instruction (text, or chat messages) followed by the response and end-of-turn token.
+def encode(tokenizer, prompt: str | list[dict], response: str, max_length: int | None = None, ends: bool = True
+           ) -> tuple[list[int], list[int]]:
+    """Chat-formatted instruction (text, or chat messages) followed by the response and, when the response
+    ``ends`` (it is complete, not cut at a token limit), the end-of-turn token.
 
     Returns ``(input_ids, response_mask)``. The prompt part is the tokenizer's chat template with
     the generation prompt, so the response is scored exactly where generation would produce it.
     """
     prompt_ids = encode_prompt(tokenizer, prompt)
-    response_ids = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+    response_ids = tokenizer(response + (tokenizer.eos_token if ends else ""), add_special_tokens=False)["input_ids"]
     ids = prompt_ids + list(response_ids)
     mask = [0] * len(prompt_ids) + [1] * len(response_ids)
     if max_length is not None and len(ids) > max_length:

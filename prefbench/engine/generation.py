@@ -2,8 +2,10 @@
 
 Prompts are chat-formatted exactly like the training sequences (``formatting.encode_prompt``), sorted
 by length so a batch carries little padding, left-padded (so every row's new tokens start at the same
-column), and decoded with the KV cache under ``torch.inference_mode``. Sampling is seeded per batch,
-so the same prompts, settings and seed give the same samples.
+column), and decoded with the KV cache under ``torch.inference_mode``, in the model's compute dtype
+(``adapters.adapter_compute``). Sampling is seeded per batch, so the same prompts, settings and seed
+give the same samples. Each completion says whether it ended (the model emitted its end-of-turn token)
+or was cut at ``max_new_tokens``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,15 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.formatting import encode_prompt
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finished: bool      # ended with the end-of-turn token, rather than cut at max_new_tokens
+    tokens: int         # tokens generated, the end-of-turn token included
 
 
 @dataclass(frozen=True)
@@ -32,11 +42,11 @@ class GenerationSettings:
 
 
 def generate(model, tokenizer, prompts: list, settings: GenerationSettings = GenerationSettings(),
-             desc: str = "generate") -> list[list[str]]:
+             desc: str = "generate") -> list[list[Completion]]:
     """``settings.num_samples`` completions for each prompt (text or chat messages), in prompt order."""
     encoded = [encode_prompt(tokenizer, p) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
-    out: list[list[str]] = [[] for _ in prompts]
+    out: list[list[Completion]] = [[] for _ in prompts]
     was_training = model.training
     model.eval()
     pad = tokenizer.pad_token_id
@@ -51,16 +61,24 @@ def generate(model, tokenizer, prompts: list, settings: GenerationSettings = Gen
             input_ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx])
             attention_mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx])
             torch.manual_seed(settings.seed * 100_003 + b)
-            with torch.inference_mode():
+            with torch.inference_mode(), adapter_compute(model):
                 tokens = model.generate(
                     input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
                     max_new_tokens=settings.max_new_tokens, num_return_sequences=settings.num_samples,
                     pad_token_id=pad, eos_token_id=tokenizer.eos_token_id, **sampling)
-            texts = tokenizer.batch_decode(tokens[:, width:], skip_special_tokens=True)
+            new = tokens[:, width:]
+            texts = tokenizer.batch_decode(new, skip_special_tokens=True)
             for j, text in enumerate(texts):
-                out[idx[j // settings.num_samples]].append(text.strip())
+                out[idx[j // settings.num_samples]].append(_completion(text, new[j], tokenizer))
             bar.update(len(texts))
     finally:
         bar.close()
         model.train(was_training)
     return out
+
+
+def _completion(text: str, ids: torch.Tensor, tokenizer) -> Completion:
+    """A row of new tokens: generation pads a row that ended before the others (with the pad token, which
+    may be the end-of-turn token itself), so the row ended where its first end-of-turn token is."""
+    ends = (ids == tokenizer.eos_token_id).nonzero()
+    return Completion(text.strip(), finished=len(ends) > 0, tokens=int(ends[0]) + 1 if len(ends) else len(ids))

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import torch
 
+from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.formatting import collate, encode
+from prefbench.engine.generation import Completion
 from prefbench.engine.logprobs import position_ids_for
 
 
@@ -20,17 +22,20 @@ def _forward_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
                  position_ids=position_ids_for(batch["attention_mask"]), use_cache=False).logits
 
 
-def response_kl(policy, reference, tokenizer, prompts: list, responses: list[str], batch_size: int = 8,
+def response_kl(policy, reference, tokenizer, prompts: list, responses: list[Completion], batch_size: int = 8,
                 chunk_size: int = 64) -> list[float]:
-    """Σ over response tokens of the full-vocabulary KL(π ‖ π_ref), one value (nats) per response."""
+    """Σ over response tokens of the full-vocabulary KL(π ‖ π_ref), one value (nats) per response. A response
+    cut at the token limit has no end-of-turn token, so it adds no KL term for one."""
     out: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(prompts), batch_size):
-            encoded = [encode(tokenizer, p, r) for p, r in zip(prompts[start:start + batch_size],
-                                                                responses[start:start + batch_size])]
+            encoded = [encode(tokenizer, p, r.text, ends=r.finished)
+                       for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size])]
             batch = {k: v.to(policy.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
-            logits_p = _forward_logits(policy, batch)[:, :-1]
-            logits_q = _forward_logits(reference, batch)[:, :-1]
+            with adapter_compute(policy):
+                logits_p = _forward_logits(policy, batch)[:, :-1]
+            with adapter_compute(reference):
+                logits_q = _forward_logits(reference, batch)[:, :-1]
             # position t predicts token t+1: score positions whose *next* token is a response token
             mask = (batch["response_mask"][:, 1:] * batch["attention_mask"][:, 1:]).bool()
             total = torch.zeros(mask.shape[0], dtype=torch.float64, device=mask.device)

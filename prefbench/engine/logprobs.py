@@ -8,6 +8,10 @@ spans at no extra cost:
   (the first has nothing to condition on).
 
 Padding may sit on either side: masks and explicit position ids make the result identical.
+
+Training uses :func:`packed_sequence_logprobs` instead: a padding-free row of sequences
+(:mod:`prefbench.engine.packing`) through the decoder, and the LM head applied only at the positions
+whose tokens the objective scores, in chunks, so no [tokens, vocabulary] tensor is ever kept.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from prefbench.engine.attention import blocks_mask_marker
+from prefbench.engine.packing import PackedBatch
 from prefbench.registry import PairLogProbs, Span
 
 
@@ -52,22 +58,29 @@ class SequenceLogProbs:
         return SequenceLogProbs(*(torch.cat([getattr(p, f.name) for p in parts]) for f in fields(SequenceLogProbs)))
 
 
+def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
+    return torch.promote_types(dtype, torch.float32)
+
+
 # Elements of the float32 log-softmax that exist at once: 2**26 is 256 MB, whatever the batch and vocabulary.
 CHUNK_ELEMENTS = 2**26
+# The LM head's logits, computed chunk by chunk forward and again backward: 2**24 (64 MB in float32) keeps
+# the matrix products large (340 positions of a 49k vocabulary) and the transient memory small.
+HEAD_CHUNK_ELEMENTS = 2**24
 
 
 class _TokenLogProbs(torch.autograd.Function):
-    """``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])`` in float32, a chunk of positions at a time,
+    """``logits[b, t, targets[b, t]] - logsumexp(logits[b, t])`` in float32 (or wider), a chunk of positions at a time,
     forward and backward. Autograd keeps only the logits (no float32 copy) and the [B, T] logsumexp; the
     backward writes each chunk's gradient, (onehot(target) - softmax) * grad, straight into one gradient
     tensor, where slicing under plain autograd would allocate a full-size zero gradient per chunk."""
 
     @staticmethod
     def forward(ctx, logits: Tensor, targets: Tensor, step: int) -> Tensor:
-        out = torch.empty(targets.shape, dtype=torch.float32, device=logits.device)
+        out = torch.empty(targets.shape, dtype=_at_least_float32(logits.dtype), device=logits.device)
         lse = torch.empty_like(out)
         for start in range(0, logits.shape[1], step):
-            chunk = logits[:, start:start + step].float()
+            chunk = logits[:, start:start + step].to(out.dtype)
             lse[:, start:start + step] = torch.logsumexp(chunk, dim=-1)
             picked = chunk.gather(-1, targets[:, start:start + step, None]).squeeze(-1)
             out[:, start:start + step] = picked - lse[:, start:start + step]
@@ -81,8 +94,8 @@ class _TokenLogProbs(torch.autograd.Function):
         step = ctx.step
         grad = torch.empty_like(logits)
         for start in range(0, logits.shape[1], step):
-            g = grad_out[:, start:start + step].float()
-            probs = (logits[:, start:start + step].float() - lse[:, start:start + step, None]).exp_()
+            g = grad_out[:, start:start + step].to(lse.dtype)
+            probs = (logits[:, start:start + step].to(lse.dtype) - lse[:, start:start + step, None]).exp_()
             chunk_grad = probs.mul_(-g[..., None])
             chunk_grad.scatter_add_(-1, targets[:, start:start + step, None], g[..., None])
             grad[:, start:start + step] = chunk_grad
@@ -117,6 +130,66 @@ def sequence_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor,
         joint_logps=torch.where(joint_mask, logps, zero).sum(-1),
         joint_tokens=joint_mask.sum(-1),
     )
+
+
+class _HeadLogProbs(torch.autograd.Function):
+    """``log softmax(hidden @ weight.T)[n, targets[n]]`` in float32, ``step`` positions at a time. Only the
+    [N] log-sum-exps are kept for the backward pass, which recomputes each chunk's logits: the LM head's
+    [N, V] logits never exist whole, forward or backward. ``weight`` (the frozen output embedding) gets
+    no gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, step: int) -> Tensor:
+        out = torch.empty(targets.shape, dtype=_at_least_float32(hidden.dtype), device=hidden.device)
+        lse = torch.empty_like(out)
+        for start in range(0, hidden.shape[0], step):
+            logits = (hidden[start:start + step] @ weight.T).to(out.dtype)
+            lse[start:start + step] = torch.logsumexp(logits, dim=-1)
+            out[start:start + step] = logits.gather(-1, targets[start:start + step, None]).squeeze(-1) - \
+                lse[start:start + step]
+        ctx.save_for_backward(hidden, weight, targets, lse)
+        ctx.step = step
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        hidden, weight, targets, lse = ctx.saved_tensors
+        step = ctx.step
+        grad = torch.empty_like(hidden)
+        for start in range(0, hidden.shape[0], step):
+            g = grad_out[start:start + step].to(lse.dtype)
+            logits = (hidden[start:start + step] @ weight.T).to(lse.dtype)
+            grad_logits = (logits - lse[start:start + step, None]).exp_().mul_(-g[:, None])
+            grad_logits.scatter_add_(-1, targets[start:start + step, None], g[:, None])
+            grad[start:start + step] = grad_logits.to(weight.dtype) @ weight
+        return grad, None, None, None
+
+
+def head_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_elements: int = HEAD_CHUNK_ELEMENTS) -> Tensor:
+    """log p(targets[n]) from final hidden states [N, d] and the LM head's weight [V, d], in float32."""
+    return _HeadLogProbs.apply(hidden, weight, targets, max(1, chunk_elements // weight.shape[0]))
+
+
+def packed_sequence_logprobs(model, batch: PackedBatch) -> SequenceLogProbs:
+    """Both spans' statistics (the joint span only when the batch scored it; NaN otherwise) for the
+    sequences of a packed batch, from one decoder forward (any Hugging Face causal LM whose logits are
+    its LM head applied to the last hidden state; PEFT-wrapped too, adapters included)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    device = batch.input_ids.device
+    hidden = base.get_decoder()(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                attention_mask=blocks_mask_marker(device), blocks=batch.blocks,
+                                use_cache=False).last_hidden_state[0]
+    logps = head_logprobs(hidden[batch.pred_index], base.get_output_embeddings().weight, batch.target)
+
+    def sums(members: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
+        if members is None:
+            return (torch.full((batch.n_sequences,), float("nan"), device=device),
+                    torch.zeros(batch.n_sequences, dtype=torch.long, device=device))
+        seq, token = members
+        total = torch.zeros(batch.n_sequences, dtype=logps.dtype, device=device).index_add(0, seq, logps[token])
+        return total, torch.bincount(seq, minlength=batch.n_sequences)
+
+    return SequenceLogProbs(*sums(batch.response), *sums(batch.joint))
 
 
 def position_ids_for(attention_mask: Tensor) -> Tensor:

@@ -84,23 +84,58 @@ def load_tokenizer(name: str):
     return tokenizer
 
 
-def load_base_model(name: str, quantization: str = "4bit", device: str | None = None):
-    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA).
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def compute_dtype(setting: str, device: str | None = None) -> torch.dtype:
+    """``float32``, ``bfloat16``, or ``auto``: bfloat16 where the hardware multiplies it natively (a
+    GPU that supports it, a CPU with AVX512-BF16 or AMX, ~4x float32's matmul speed), else float32."""
+    if setting != "auto":
+        return DTYPES[setting]
+    device = device or default_device()
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() \
+        else torch.float32
+
+
+def compute_dtype_of(model) -> torch.dtype:
+    """The dtype ``model`` (loaded by :func:`load_base_model`, PEFT-wrapped or not) multiplies matrices in."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return getattr(base, "prefbench_compute_dtype", base.dtype)
+
+
+def load_base_model(name: str, quantization: str = "4bit", device: str | None = None, dtype: str = "float32"):
+    """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA), computing
+    in ``dtype`` (see :func:`compute_dtype`).
+
+    Mixed precision: on a CPU the weights stay float32 (a 4-bit weight dequantizes to float32) and a
+    bfloat16 run multiplies matrices in bfloat16 under autocast (:func:`~prefbench.engine.adapters.adapter_compute`),
+    so the residual stream, norms and softmaxes stay float32: log-probs then differ from a float32 run's by
+    0.008 nats per token on average, where bfloat16 weights and activations throughout differed by 0.02 and
+    by up to 2.9 nats per response (docs/performance.md). On a GPU the weights are in the compute dtype.
 
     ``device`` is where the whole model goes (``cuda:N`` for process N of a multi-GPU run, so that
-    each process holds its own 4-bit copy); by default the GPU if there is one, else the CPU.
+    each process holds its own 4-bit copy); by default the GPU if there is one, else the CPU. Attention
+    is SDPA, and packed training batches run block by block (:mod:`prefbench.engine.attention`).
     """
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
+    from prefbench.engine import attention
+
     if quantization not in ("4bit", "none"):
         raise ValueError(f"quantization must be '4bit' or 'none', got {quantization!r}")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    # bf16 compute on GPUs; fp32 on the CPU, where bf16 matmuls are slower and less exact
-    compute_dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    kwargs = {"dtype": compute_dtype}
+    device = device or default_device()
+    compute = compute_dtype(dtype, device)
+    weights = compute if device.startswith("cuda") else torch.float32
+    kwargs = {"dtype": weights, "attn_implementation": attention.NAME}
     if quantization == "4bit":
         kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute_dtype,
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute,
             bnb_4bit_use_double_quant=True,
         )
         kwargs["device_map"] = {"": device}
@@ -111,6 +146,7 @@ def load_base_model(name: str, quantization: str = "4bit", device: str | None = 
         _never_repack_4bit_weights(model)
     for p in model.parameters():
         p.requires_grad_(False)
+    model.prefbench_compute_dtype = compute   # read by adapters.adapter_compute
     return model
 
 
@@ -128,15 +164,6 @@ def _never_repack_4bit_weights(model) -> None:
             module.support_avx512bf16_for_cpu = False
 
 
-def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: int = 0):
-    """Wrap ``model`` with a LoRA adapter on every linear layer, initialised from ``seed``."""
-    from peft import LoraConfig, get_peft_model
-
-    torch.manual_seed(seed)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
-
-
 def enable_checkpointing(model) -> None:
     """Recompute each decoder layer's activations in the backward pass (training mode only): far less
     memory for long sequences, about a fifth more time on the embedded model. Non-reentrant, so it needs no input-gradient hooks
@@ -149,8 +176,8 @@ def enable_checkpointing(model) -> None:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
-def dequantized(model, name: str):
-    """A full-precision copy of a 4-bit model ``name``, every NF4 weight dequantized once.
+def dequantized(model, name: str, dtype: str = "float32"):
+    """A copy of a 4-bit model ``name`` computing in ``dtype``, every NF4 weight dequantized once.
 
     bitsandbytes' 4-bit forward dequantizes each weight and multiplies in the compute dtype on every
     call; doing the dequantization once gives the same function (identical logits in the tests) without
@@ -158,7 +185,7 @@ def dequantized(model, name: str):
     import bitsandbytes as bnb
     from bitsandbytes.functional import dequantize_4bit
 
-    full = load_base_model(name, "none", device=str(model.device))
+    full = load_base_model(name, "none", device=str(model.device), dtype=dtype)
     with torch.no_grad():
         for module_name, module in model.named_modules():
             if isinstance(module, bnb.nn.Linear4bit):
@@ -167,8 +194,8 @@ def dequantized(model, name: str):
     return full.eval()
 
 
-def load_inference_model(name: str, quantization: str = "4bit"):
+def load_inference_model(name: str, quantization: str = "4bit", dtype: str = "float32"):
     """The base model for generation and scoring: a 4-bit base is dequantized once (:func:`dequantized`),
     since bitsandbytes re-dequantizes every weight on every decoding step."""
-    base = load_base_model(name, quantization)
-    return dequantized(base, name) if quantization == "4bit" else base.eval()
+    base = load_base_model(name, quantization, dtype=dtype)
+    return dequantized(base, name, dtype) if quantization == "4bit" else base.eval()

@@ -12,17 +12,18 @@ import torch
 from tqdm.auto import tqdm
 
 from prefbench.engine.encoding import EncodedPairs
-from prefbench.engine.logprobs import SequenceLogProbs, model_sequence_logprobs
+from prefbench.engine.logprobs import SequenceLogProbs
+from prefbench.engine.statistics import BatchStatistics
 from prefbench.util.files import atomic_write_bytes
 from prefbench.util.runs import cache_root
 
 log = logging.getLogger("prefbench")
 
 
-def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch_size: int = 8
+def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, packed: bool, batch_size: int = 8
                        ) -> tuple[SequenceLogProbs, SequenceLogProbs]:
     """Log-probs of every sequence under the base model, both spans, as (chosen, rejected); cached
-    under a hash of ``key`` (what fixes the numbers: model, quantization, ...) and the token ids."""
+    under a hash of ``key`` (what fixes the numbers: model, quantization, dtype, ...) and the token ids."""
     digest = hashlib.sha256(json.dumps({**key, "data": pairs.digest()}, sort_keys=True).encode()).hexdigest()[:24]
     path = cache_root() / "reference" / f"{digest}.pt"
     if path.exists():
@@ -33,11 +34,10 @@ def reference_logprobs(model, pairs: EncodedPairs, pad_id: int, key: dict, batch
     model.eval()
     parts = []
     n = len(pairs)
+    statistics = BatchStatistics(model, pairs, pad_id, joint=True, packed=packed, share_prefixes=True)
     with torch.no_grad(), model.disable_adapter():
         for start in tqdm(range(0, n, batch_size), desc="reference log-probs", unit="batch"):
-            idx = list(range(start, min(start + batch_size, n)))
-            stats = model_sequence_logprobs(model, **pairs.batch(idx, pad_id, model.device)).to("cpu")
-            parts.append(pairs.split(stats))
+            parts.append(pairs.split(statistics(list(range(start, min(start + batch_size, n)))).to("cpu")))
     model.train(was_training)
     chosen, rejected = SequenceLogProbs.cat([c for c, _ in parts]), SequenceLogProbs.cat([r for _, r in parts])
     buf = io.BytesIO()

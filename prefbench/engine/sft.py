@@ -16,10 +16,10 @@ import logging
 from pathlib import Path
 from typing import Callable
 
+from prefbench.engine.adapters import merge_and_save
 from prefbench.engine.checkpoint import ADAPTER, is_trained
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.encoding import encode_responses
-from prefbench.engine.merge import merge_and_save
 from prefbench.engine.trainer import fit
 from prefbench.formats.records import SFTExample
 

@@ -41,12 +41,20 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
+from prefbench.engine.adapters import add_lora
 from prefbench.engine.checkpoint import is_trained, resume, save_adapter, save_checkpoint
 from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
 from prefbench.engine.encoding import EncodedPairs, encode_pairs
-from prefbench.engine.logprobs import SequenceLogProbs, model_sequence_logprobs, pair_logprobs
-from prefbench.engine.models import add_lora, enable_checkpointing, load_base_model, load_tokenizer, model_fingerprint
+from prefbench.engine.logprobs import SequenceLogProbs, pair_logprobs
+from prefbench.engine.models import (
+    compute_dtype_of,
+    enable_checkpointing,
+    load_base_model,
+    load_tokenizer,
+    model_fingerprint,
+)
 from prefbench.engine.reference import reference_logprobs
+from prefbench.engine.statistics import BatchStatistics, packing_matches
 from prefbench.formats.preferences import load_preferences
 from prefbench.registry import Objective, get_objective
 from prefbench.util.files import atomic_write_text
@@ -126,27 +134,44 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     pairs = encoded(tokenizer)
     if not pairs.paired and objective.name != "sft":
         raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")
-    model = add_lora(load_base_model(cfg.model, cfg.quantization, str(accelerator.device)), cfg.lora_r,
+    device = str(accelerator.device)
+    model = add_lora(load_base_model(cfg.model, cfg.quantization, device, cfg.compute_dtype), cfg.lora_r,
                      cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
-    reference = _reference(cfg, objective, model, pairs, tokenizer, accelerator)
-    _Loop(cfg, objective, accelerator, model, pairs, reference, tokenizer.pad_token_id, share).run(out)
+    packed = packing_matches(model, pairs, tokenizer.pad_token_id)
+    reference = _reference(cfg, objective, model, pairs, tokenizer, accelerator, packed)
+    statistics = BatchStatistics(model, pairs, tokenizer.pad_token_id, joint=objective.span == "joint", packed=packed,
+                                 share_prefixes=cfg.share_prefixes)
+    _Loop(cfg, objective, accelerator, model, statistics, reference, share).run(out)
     accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
     return out
 
 
-def _reference(cfg: TrainConfig, objective: Objective, model, pairs: EncodedPairs, tokenizer, accelerator
-               ) -> tuple[SequenceLogProbs, SequenceLogProbs] | None:
+def _reference(cfg: TrainConfig, objective: Objective, model, pairs: EncodedPairs, tokenizer, accelerator,
+               packed: bool) -> tuple[SequenceLogProbs, SequenceLogProbs] | None:
     """The cached reference pass, for objectives that read it (SimPO, ORPO, SFT never do: no pass)."""
     if not objective.needs_reference:
         return None
-    # version 2: computed without bitsandbytes' in-place CPU repacking (models._never_repack_4bit_weights)
-    key = {"version": 2, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
-           "max_length": cfg.max_length, "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer)}
     # the main process of each machine fills the cache; the others then read it instead of recomputing
     with accelerator.local_main_process_first():
-        return reference_logprobs(model, pairs, tokenizer.pad_token_id, key)
+        return reference_logprobs(model, pairs, tokenizer.pad_token_id, reference_key(cfg, model, tokenizer, packed),
+                                  packed)
+
+
+def reference_key(cfg: TrainConfig, model, tokenizer, packed: bool) -> dict:
+    """What fixes the reference log-probs besides the token ids: a cache filled on another device, in
+    another precision or by other library versions is never reused (the reference would no longer be
+    the initial policy). Version 3: packed batches; version 2: no bitsandbytes CPU repacking
+    (models._never_repack_4bit_weights)."""
+    import bitsandbytes
+    import peft
+    import transformers
+
+    return {"version": 3, "model": model_fingerprint(cfg.model), "quantization": cfg.quantization,
+            "max_length": cfg.max_length, "tokenizer": type(tokenizer).__name__, "vocab": len(tokenizer),
+            "device": model.device.type, "dtype": str(compute_dtype_of(model)), "packed": packed,
+            "versions": {m.__name__: str(m.__version__) for m in (torch, transformers, peft, bitsandbytes)}}
 
 
 @dataclass
@@ -156,10 +181,9 @@ class _Loop:
     cfg: TrainConfig
     objective: Objective
     accelerator: Any
-    model: Any
-    pairs: EncodedPairs
+    model: Any                      # the PEFT model (saved), which ``statistics`` computes with
+    statistics: BatchStatistics
     reference: tuple[SequenceLogProbs, SequenceLogProbs] | None
-    pad_id: int
     share: int
 
     def run(self, out: Path) -> None:
@@ -176,8 +200,7 @@ class _Loop:
             # metrics past the checkpoint belong to steps that will be redone
             kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
             atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
-        self.model, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
-        unwrapped = acc.unwrap_model(self.model)
+        self.statistics, optimizer, scheduler = acc.prepare(self.statistics, optimizer, scheduler)
         steps = batch_order(len(self.pairs), cfg)
         self.model.train()
         bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
@@ -189,9 +212,17 @@ class _Loop:
                 metrics_file.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
                 if main and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-                    save_checkpoint(unwrapped, optimizer, scheduler, step + 1, out)
+                    save_checkpoint(self.model, optimizer, scheduler, step + 1, out)
         if main:
-            save_adapter(unwrapped, self.pairs, self.pad_id, out)
+            save_adapter(self.model, self.pairs, self.pad_id, out)
+
+    @property
+    def pairs(self) -> EncodedPairs:
+        return self.accelerator.unwrap_model(self.statistics).pairs
+
+    @property
+    def pad_id(self) -> int:
+        return self.accelerator.unwrap_model(self.statistics).pad_id
 
     def step(self, step: int, indices: list[int], optimizer, scheduler) -> dict:
         """One optimizer step over ``indices`` (in ``grad_accum`` micro-batches); its metrics record."""
@@ -217,32 +248,40 @@ class _Loop:
                 "tokens_per_s": tokens / seconds}
 
     def micro_step(self, step: int, m: int, micro: list[int]) -> tuple[list[float], int]:
-        """Forward and backward of this process's share of one micro-batch; the global metric means
-        and token count."""
+        """Forward and backward of this process's share of one micro-batch, in forwards of at most
+        ``max_forward_tokens`` tokens; the global metric means and token count."""
         cfg, acc, rank = self.cfg, self.accelerator, self.accelerator.process_index
         idx = micro[rank * self.share:(rank + 1) * self.share]
-        # DDP averages gradients once per step, on the last micro-batch's backward
-        sync = m == cfg.grad_accum - 1
-        with contextlib.nullcontext() if sync else acc.no_sync(self.model):
-            batch = self.pairs.batch(idx, self.pad_id, acc.device)
-            chosen, rejected = self.pairs.split(model_sequence_logprobs(self.model, **batch))
-            ref_c = ref_r = None
-            if self.reference is not None:
-                ix = torch.tensor(idx)
-                ref_c, ref_r = (r.select(ix).to(acc.device) for r in self.reference)
-            out = self.objective(pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r),
-                                 **cfg.objective_params)
-            loss = out.losses.mean()
-            margin = (out.chosen_rewards - out.rejected_rewards).detach()
-            span_c, span_r = chosen.span(self.objective.span)[0], rejected.span(self.objective.span)[0]
-            local = torch.stack([loss.detach(), (margin > 0).float().mean(), margin.mean(),
-                                 span_c.detach().mean(), span_r.detach().mean(),
-                                 batch["attention_mask"].sum()]).float()
-            # one row per process; equal shares, so the global means are the means of the rows
-            rows = acc.gather(local[None]).cpu()
-            means = rows[:, :len(METRIC_KEYS)].mean(0).tolist()
-            if not math.isfinite(means[0]):
-                raise TrainingError(f"{cfg.objective}: loss is {means[0]} at step {step + 1} "
-                                    f"(micro-batch {m + 1}, pairs {micro}); lower lr or check the data")
-            acc.backward(loss / cfg.grad_accum)
-        return means, int(rows[:, -1].sum())
+        chunks = self.pairs.forward_chunks(idx, cfg.max_forward_tokens, cfg.share_prefixes)
+        sums = torch.zeros(len(METRIC_KEYS))
+        for c, part in enumerate(chunks):
+            # DDP averages gradients once per step, on the last forward's backward
+            sync = m == cfg.grad_accum - 1 and c == len(chunks) - 1
+            with contextlib.nullcontext() if sync else acc.no_sync(self.statistics):
+                loss_sum, chunk_sums = self.forward(part)
+                if not math.isfinite(chunk_sums[0]):
+                    raise TrainingError(f"{cfg.objective}: loss is {chunk_sums[0]} at step {step + 1} "
+                                        f"(micro-batch {m + 1}, pairs {part}); lower lr or check the data")
+                # the micro-batch's mean loss, accumulated over its forwards
+                acc.backward(loss_sum / (len(idx) * cfg.grad_accum))
+            sums += chunk_sums
+        local = torch.cat([sums / len(idx), torch.tensor([float(self.pairs.tokens(idx))])]).to(acc.device)
+        # one row per process; equal shares, so the global means are the means of the rows
+        rows = acc.gather(local[None]).cpu()
+        return rows[:, :len(METRIC_KEYS)].mean(0).tolist(), int(rows[:, -1].sum())
+
+    def forward(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The objective's summed loss over the pairs ``idx`` and the sums over them of each metric."""
+        chosen, rejected = self.pairs.split(self.statistics(idx))
+        ref_c = ref_r = None
+        if self.reference is not None:
+            ix = torch.tensor(idx)
+            ref_c, ref_r = (r.select(ix).to(chosen.response_logps.device) for r in self.reference)
+        stats = pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r)
+        out = self.objective(stats, **self.cfg.objective_params)
+        margin = (out.chosen_rewards - out.rejected_rewards).detach()
+        span_c, span_r = chosen.span(self.objective.span)[0], rejected.span(self.objective.span)[0]
+        loss_sum = out.losses.sum()
+        sums = torch.stack([loss_sum.detach(), (margin > 0).float().sum(), margin.sum(), span_c.detach().sum(),
+                            span_r.detach().sum()]).float().cpu()
+        return loss_sum, sums

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from prefbench.engine.adapters import with_merged_adapter
 from prefbench.engine.generation import GenerationSettings, generate
 from prefbench.engine.kl import response_kl
-from prefbench.engine.merge import with_merged_adapter
 from prefbench.engine.models import load_inference_model, load_tokenizer
 from prefbench.evaluation.systems import System, generations_path, kl_path
 from prefbench.tasks.base import TaskPrompt
@@ -24,13 +24,14 @@ log = logging.getLogger("prefbench")
 
 
 def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], eval_settings, model: str,
-                     quantization: str, seed: int) -> None:
-    """Write the generations (and KL estimates) of every system that lacks them."""
+                     quantization: str, seed: int, dtype: str = "float32") -> None:
+    """Write the generations (and KL estimates) of every system that lacks them; ``dtype`` is the compute
+    dtype the systems were trained in."""
     todo = [s for s in systems if not _complete(run_dir, s)]
     if not todo:
         return
     tokenizer = load_tokenizer(model)
-    reference = load_inference_model(model, quantization)
+    reference = load_inference_model(model, quantization, dtype)
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
                                 batch_size=32, seed=seed)
     originals = [p for p in prompts if p.variant == "original"]
@@ -44,10 +45,12 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
             samples = generate(policy, tokenizer, [p.text for p in originals], sampled, desc=f"KL samples {system.name}")
             flat = [(p, s) for p, ss in zip(originals, samples) for s in ss]
             kls = response_kl(policy, reference, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
-            write_jsonl(kl_path(run_dir, system), [{"id": p.id, "sample": s, "kl": k} for (p, s), k in zip(flat, kls)])
+            write_jsonl(kl_path(run_dir, system), [{"id": p.id, "sample": s.text, "finished": s.finished, "kl": k}
+                                                   for (p, s), k in zip(flat, kls)])
         write_jsonl(generations_path(run_dir, system), [
             {"system": system.name, "id": p.id, "parent": p.parent or p.id, "variant": p.variant, "prompt": p.text,
-             "response": a[0], "words": len(a[0].split())} for p, a in zip(prompts, answers)])
+             "response": a[0].text, "words": len(a[0].text.split()), "finished": a[0].finished, "tokens": a[0].tokens}
+            for p, a in zip(prompts, answers)])
         log.info("generations: %s done", system.name)
 
 

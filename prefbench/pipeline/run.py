@@ -101,7 +101,7 @@ def run(cfg: RunConfig) -> dict:
                                 for o in cfg.objectives for s in cfg.seeds])
         stage("generate", lambda: timed("generate", lambda: generate_systems(
             run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
-            cfg.quantization, seed=0)))
+            cfg.quantization, seed=0, dtype=spec.compute_dtype)))
         results = stage("judge", lambda: timed("judge", lambda: judge_run(run_dir, judge, cfg.objectives, cfg.seeds)))
         results["timings"] = timed.summary()
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

@@ -1,0 +1,95 @@
+"""LoRA adapters on a frozen base: added with cheap dropout, computed in the base's precision, and
+merged into base weights for generation or saving.
+
+A run computing in bfloat16 runs its forwards under autocast (:func:`adapter_compute`): matrix products
+in bfloat16, everything else, the adapter's float32 master weights included, in float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy as copying
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from prefbench.engine.models import compute_dtype_of, load_inference_model, load_tokenizer
+from prefbench.util.files import atomic_dir, atomic_write_text
+
+log = logging.getLogger("prefbench")
+
+
+class LoRADropout(torch.nn.Module):
+    """Inverted dropout for a LoRA branch's input, with ``p`` rounded to a multiple of 1/256 (0.05 acts as
+    13/256 = 0.0508). torch's CPU generator draws one number per element, which made dropout a fifth
+    of a training step; here each 64-bit draw gives eight random bytes."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.cut = round(p * 256)            # a byte below this drops its element
+        self.p = self.cut / 256
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.cut == 0:
+            return x
+        if torch.is_autocast_enabled(x.device.type):   # the LoRA product casts its input anyway: mask half the bytes
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        n = x.numel()
+        draws = torch.empty((n + 7) // 8, dtype=torch.int64, device=x.device).random_(-2**63, 2**63 - 1)
+        dropped = draws.view(torch.uint8)[:n].view(x.shape) < self.cut
+        return x.masked_fill(dropped, 0) * (1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4f}"
+
+
+def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: int = 0):
+    """Wrap ``model`` with a LoRA adapter on every linear layer, initialised from ``seed``."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    for module in peft_model.modules():
+        for name, layer in getattr(module, "lora_dropout", {}).items():
+            if isinstance(layer, torch.nn.Dropout):
+                module.lora_dropout[name] = LoRADropout(layer.p)
+    return peft_model
+
+
+def adapter_compute(model):
+    """The context a forward of ``model`` (PEFT-wrapped or not, loaded by ``load_base_model``) runs in: for a
+    compute dtype below float32, autocast to it, and PEFT's up-cast of LoRA inputs off where the base's
+    weights are below float32 too (autocast casts the float32 adapter weights instead); otherwise nothing."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dtype = compute_dtype_of(model)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast(base.device.type, dtype=dtype))
+    if hasattr(model, "get_base_model") and base.dtype != torch.float32:
+        from peft.helpers import disable_input_dtype_casting
+
+        stack.enter_context(disable_input_dtype_casting(model))
+    return stack
+
+
+def with_merged_adapter(base, adapter: Path, copy: bool = True):
+    """``base`` with the LoRA adapter merged into its weights (W + s·BA): the trained policy with no
+    per-step adapter cost. By default a copy, so ``base`` itself stays the reference."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter)).merge_and_unload().eval()
+
+
+def merge_and_save(model: str, quantization: str, adapter: Path, target: Path) -> None:
+    """``model`` with ``adapter`` merged into its weights, saved with its tokenizer to ``target``."""
+    merged = with_merged_adapter(load_inference_model(model, quantization), adapter, copy=False)
+    with atomic_dir(target) as tmp:
+        merged.save_pretrained(tmp)
+        load_tokenizer(model).save_pretrained(tmp)
+        atomic_write_text(tmp / "prefbench_sft.json", json.dumps({"base": model, "quantization": quantization,
+                                                                  "adapter": str(adapter)}, indent=2) + "\n")
+    log.info("SFT model saved: %s", target)

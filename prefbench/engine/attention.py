@@ -1,0 +1,79 @@
+"""Attention over packed blocks: several sequences in one row, none attending to another, without
+padding; and shared prefixes, so a conditional pair's instruction is computed once for both answers.
+
+A training forward puts its sequences side by side in one row. Each :class:`Block` is a run of
+queries that attend causally to themselves and, optionally, to an earlier run of the row (their
+shared prefix): a conditional pair ``(x, y_w, y_l)`` is laid out as ``[x y_w][y_l]`` with the second
+block's prefix ``x``, so ``y_l`` sees ``x`` as if it followed it, and ``x`` goes through the model once.
+
+The function is registered as a transformers attention implementation. Called with ``blocks`` it
+does the above; called without (a padded batch with a mask: generation, scoring) it is exactly SDPA.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+NAME = "prefbench_blocks"
+
+
+@dataclass(frozen=True)
+class Block:
+    """Queries ``[start, start + length)`` of the row attend causally to themselves and fully to the
+    ``prefix_length`` keys at ``[prefix_start, prefix_start + prefix_length)``."""
+
+    start: int
+    length: int
+    prefix_start: int = 0
+    prefix_length: int = 0
+
+
+def block_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
+                    blocks: tuple[Block, ...] | None = None, **kwargs):
+    """``query`` [1, H, L, D], ``key``/``value`` [1, H_kv, L, D] -> ([1, L, H, D], None)."""
+    if blocks is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    dtype = query.dtype
+    if query.device.type == "cpu":
+        # attention is a small share of the FLOPs, and torch's CPU SDPA kernels are 3-5x slower in bfloat16 than
+        # in float32 at these lengths (perf/kernels.py): blocks attend in float32, autocast or not
+        wide = torch.promote_types(dtype, torch.float32)
+        query, key, value = (t.to(wide) for t in (query, key, value))
+    with torch.autocast(query.device.type, enabled=False):
+        outputs = _attend(blocks, query, key, value, scaling, gqa=query.shape[1] != key.shape[1])
+    return torch.cat(outputs, dim=2).to(dtype).transpose(1, 2).contiguous(), None
+
+
+def _attend(blocks: tuple[Block, ...], query, key, value, scaling, gqa: bool) -> list:
+    outputs = []
+    for b in blocks:
+        end = b.start + b.length
+        q, k, v = query[:, :, b.start:end], key[:, :, b.start:end], value[:, :, b.start:end]
+        if b.prefix_length:
+            p0, p1 = b.prefix_start, b.prefix_start + b.prefix_length
+            k = torch.cat([key[:, :, p0:p1], k], dim=2)
+            v = torch.cat([value[:, :, p0:p1], v], dim=2)
+            # query i sees the whole prefix and its own block up to itself (causal, aligned at the end)
+            mask = torch.ones(b.length, b.prefix_length + b.length, dtype=torch.bool, device=q.device)
+            outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask.tril(b.prefix_length), scale=scaling,
+                                                          enable_gqa=gqa))
+        else:
+            outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa))
+    return outputs
+
+
+def blocks_mask_marker(device) -> torch.Tensor:
+    """What a blocks forward passes as ``attention_mask``: transformers hands a 4-D mask to the attention
+    function unchanged instead of building an [L, L] mask the blocks make unnecessary."""
+    return torch.empty(1, 1, 0, 0, dtype=torch.bool, device=device)
+
+
+AttentionInterface.register(NAME, block_attention)
+ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)   # padded batches get SDPA's masks

@@ -1,0 +1,130 @@
+"""A micro-batch as one padding-free row: sequences side by side, each conditional pair's instruction
+once (prefix sharing), and the list of tokens whose log-probabilities the objective needs.
+
+Sequence ``k`` of the result is pair ``k``'s chosen side and ``n_pairs + k`` its rejected side (for
+SFT examples, which have no rejected side, sequence ``k`` is example ``k``), the layout
+:class:`~prefbench.engine.encoding.EncodedPairs` uses. A token at row position ``j`` is predicted by
+the hidden state at ``j - 1``, except a shared pair's rejected answer, whose first token is predicted
+by the instruction's last token (where its own sequence would have it). Each scored token is
+computed once and counted for every sequence that contains it (a shared instruction's tokens count
+for both sides of the joint span).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from prefbench.engine.attention import Block
+
+Sequence = tuple[list[int], list[int]]   # token ids and the response mask (1 on response tokens)
+
+
+@dataclass(frozen=True)
+class PackedBatch:
+    input_ids: Tensor        # [1, L]
+    position_ids: Tensor     # [1, L], counted from 0 within each sequence
+    blocks: tuple[Block, ...]
+    pred_index: Tensor       # [N] row position of the hidden state that predicts scored token n
+    target: Tensor           # [N] the token it predicts
+    response: tuple[Tensor, Tensor]   # (sequence, scored token) of every response-span membership
+    joint: tuple[Tensor, Tensor] | None   # the same for the joint span, when it was asked for
+    n_sequences: int
+    shared_pairs: int
+
+    @property
+    def length(self) -> int:
+        return self.input_ids.shape[1]
+
+    def to(self, device) -> "PackedBatch":
+        move = lambda t: t.to(device)  # noqa: E731
+        return PackedBatch(move(self.input_ids), move(self.position_ids), self.blocks, move(self.pred_index),
+                           move(self.target), tuple(map(move, self.response)),
+                           tuple(map(move, self.joint)) if self.joint is not None else None, self.n_sequences,
+                           self.shared_pairs)
+
+
+def prompt_length(mask: list[int]) -> int:
+    return mask.index(1) if 1 in mask else len(mask)
+
+
+class _Builder:
+    def __init__(self, joint: bool):
+        self.ids: list[int] = []
+        self.positions: list[int] = []
+        self.blocks: list[Block] = []
+        self.scored: dict[tuple[int, int], int] = {}       # (pred index, target) -> scored token number
+        self.members = {"response": ([], []), "joint": ([], [])}
+        self.joint = joint
+
+    def place(self, ids: list[int], first_position: int = 0) -> int:
+        """Append tokens; returns the row index of the first."""
+        start = len(self.ids)
+        self.ids += ids
+        self.positions += range(first_position, first_position + len(ids))
+        return start
+
+    def score(self, seq: int, row: list[int], ids: list[int], mask: list[int]) -> None:
+        """Sequence ``seq`` whose token t sits at row position ``row[t]``: every token after the first is
+        predicted by the hidden state of its predecessor."""
+        for t in range(1, len(ids)):
+            in_response = mask[t] == 1
+            if not (in_response or self.joint):
+                continue
+            n = self.scored.setdefault((row[t - 1], ids[t]), len(self.scored))
+            if in_response:
+                self.members["response"][0].append(seq)
+                self.members["response"][1].append(n)
+            if self.joint:
+                self.members["joint"][0].append(seq)
+                self.members["joint"][1].append(n)
+
+    def single(self, seq: int, sequence: Sequence) -> None:
+        ids, mask = sequence
+        start = self.place(ids)
+        self.blocks.append(Block(start, len(ids)))
+        self.score(seq, list(range(start, start + len(ids))), ids, mask)
+
+    def shared(self, seqs: tuple[int, int], first: Sequence, second: Sequence, p: int) -> None:
+        """``[x a][b]``: the second block sees the instruction ``x`` as its prefix."""
+        (ids_a, mask_a), (ids_b, mask_b) = first, second
+        start = self.place(ids_a)
+        self.blocks.append(Block(start, len(ids_a)))
+        b_start = self.place(ids_b[p:], first_position=p)
+        self.blocks.append(Block(b_start, len(ids_b) - p, prefix_start=start, prefix_length=p))
+        self.score(seqs[0], list(range(start, start + len(ids_a))), ids_a, mask_a)
+        row_b = list(range(start, start + p)) + list(range(b_start, b_start + len(ids_b) - p))
+        self.score(seqs[1], row_b, ids_b, mask_b)
+
+    def build(self, n_sequences: int, shared_pairs: int) -> PackedBatch:
+        scored = sorted(self.scored.items(), key=lambda kv: kv[1])
+        tensor = lambda xs: torch.tensor(xs, dtype=torch.long)  # noqa: E731
+        members = {k: (tensor(s), tensor(n)) for k, (s, n) in self.members.items()}
+        return PackedBatch(tensor(self.ids)[None], tensor(self.positions)[None], tuple(self.blocks),
+                           tensor([pred for (pred, _), _ in scored]), tensor([tgt for (_, tgt), _ in scored]),
+                           members["response"], members["joint"] if self.joint else None, n_sequences, shared_pairs)
+
+
+def pack(chosen: list[Sequence], rejected: list[Sequence], joint: bool, share_prefixes: bool = True) -> PackedBatch:
+    """Pairs ``(chosen[k], rejected[k])`` (or, with ``rejected`` empty, single sequences) in one row.
+    ``joint``: also score the instruction tokens (the joint span); otherwise only response tokens are
+    scored, and the joint span is absent. A pair whose two sides start with the same instruction
+    tokens shares them, unless ``share_prefixes`` is off."""
+    builder = _Builder(joint)
+    n_pairs = len(chosen)
+    shared_pairs = 0
+    for k in range(n_pairs):
+        if not rejected:
+            builder.single(k, chosen[k])
+            continue
+        p = prompt_length(chosen[k][1])
+        same = share_prefixes and p == prompt_length(rejected[k][1]) and chosen[k][0][:p] == rejected[k][0][:p]
+        if same and p > 0:
+            builder.shared((k, n_pairs + k), chosen[k], rejected[k], p)
+            shared_pairs += 1
+        else:
+            builder.single(k, chosen[k])
+            builder.single(n_pairs + k, rejected[k])
+    return builder.build(2 * n_pairs if rejected else n_pairs, shared_pairs)
