@@ -113,7 +113,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
                     preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model or "",
                     quantization=args.quantization, judge=args.judge, params=params,
-                    overrides=parse_set(args.set), output_dir=args.output_dir or "")
+                    overrides=parse_set(args.set + ([f"data.arm={args.arm}"] if args.arm else [])),
+                    output_dir=args.output_dir or "")
     results = run(cfg)
     print("\n" + leaderboard_text(results))
     print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
@@ -203,6 +204,7 @@ def _add_training_commands(sub) -> None:
 
 
 def _add_run_command(sub) -> None:
+    from prefbench.benchmark.spec import ARMS
     from prefbench.pipeline.config import DEFAULT_OBJECTIVES
 
     p = sub.add_parser("run", help="the whole comparison: data, training, generation, judging, statistics, report")
@@ -220,6 +222,10 @@ def _add_run_command(sub) -> None:
                         "or --set train.max_steps=50 (repeatable)")
     p.add_argument("--param", action="append", default=[], metavar="OBJECTIVE.NAME=VALUE",
                    help="override a preset hyperparameter, e.g. --param dpo.beta=0.2 (repeatable)")
+    p.add_argument("--arm", choices=tuple(ARMS), help="which pairs each objective trains on (default: the spec's, "
+                   "matched: response-span objectives on conditional pairs, jpo/sft_jpo on conditional + joint; "
+                   "same: every objective on every pair; conditional: all on conditional pairs; joint-only: "
+                   "joint-span objectives on joint pairs)")
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
     p.set_defaults(func=cmd_run)
 

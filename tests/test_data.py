@@ -70,6 +70,8 @@ def test_hub_name_path_uses_datasets_on_local_files(tmp_path):
     ({"prompt_chosen": "Q", "response_chosen": "a", "prompt_rejected": "Q", "response_rejected": "b", "kind": "joint"},
      "row 2: field 'kind': says 'joint' but the prompts make it 'conditional'"),
     ({"question": "Q"}, "row 2: unrecognised format"),
+    ({"prompt_chosen": "Q", "response_chosen": "a", "prompt_rejected": "Q", "response_rejected": "b",
+      "rejected_finished": "no"}, "row 2: field 'rejected_finished': expected true or false, got 'no'"),
 ])
 def test_malformed_rows_name_file_row_and_field(tmp_path, row, message):
     path = write_jsonl(tmp_path / "bad.jsonl", [{"prompt": "Q", "chosen": "a", "rejected": "b"}, row])
@@ -92,3 +94,32 @@ def test_write_then_read_round_trips(tmp_path):
     write_preferences(records, tmp_path / "out" / "pairs.jsonl")
     assert load_preferences(tmp_path / "out" / "pairs.jsonl") == records
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["pairs.jsonl"]  # no temp file left behind
+
+
+def test_unfinished_responses_round_trip_and_only_they_carry_the_flag(tmp_path):
+    records = [PreferenceRecord("Q", "a complete answer", "Q", "an answer cut at the tok", "conditional",
+                                rejected_finished=False), PreferenceRecord("Q", "a", "R", "b", "joint")]
+    write_preferences(records, tmp_path / "pairs.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert rows[0]["rejected_finished"] is False and "chosen_finished" not in rows[0]
+    assert not any(key.endswith("_finished") for key in rows[1])
+    assert load_preferences(tmp_path / "pairs.jsonl") == records
+
+
+def test_only_a_finished_response_is_encoded_with_the_end_of_turn_token(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from prefbench.engine.encoding import encode_pairs
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cut = PreferenceRecord("Name a fruit", "apple", "Name a fruit", "a green mountain", "conditional",
+                           rejected_finished=False)
+    pairs = encode_pairs([cut, PreferenceRecord("Name a fruit", "apple", "Name a fruit", "red", "conditional")],
+                         tok, max_length=512)
+    (chosen, _), (rejected, rejected_mask) = pairs.chosen[0], pairs.rejected[0]
+    assert chosen[-1] == tok.eos_token_id and rejected[-1] != tok.eos_token_id
+    assert tok.decode([t for t, m in zip(rejected, rejected_mask) if m]) == "a green mountain"
+    assert pairs.rejected[1][0][-1] == tok.eos_token_id
+    # cut to max_length, a finished answer loses its end-of-turn token with its tail
+    short = encode_pairs([cut], tok, max_length=len(chosen) - 1)
+    assert short.chosen[0][0] == chosen[:-1] and short.truncated >= 1

@@ -1,5 +1,6 @@
 """On-policy pairing rules (hand-worked) and the build's cache."""
 
+import json
 from types import SimpleNamespace
 
 import pytest
@@ -37,11 +38,28 @@ def test_joint_pairs_cross_instructions_with_the_gap_and_are_seeded():
 
 
 def test_build_pairs_puts_conditional_first():
-    data = SimpleNamespace(min_gap=0.5, max_pairs_per_prompt=1, joint_pairs_per_prompt=1)
+    data = SimpleNamespace(min_gap=0.5, max_pairs_per_prompt=1, joint_pairs_per_prompt=1, keep_truncated=False)
     answers = [[("good0", 1.0), ("bad0", 0.0)], [("good1", 0.9)], [("bad2", 0.1)]]
     pairs = build_pairs(P, answers, data, seed=0)
     assert [p.kind for p in pairs][0] == "conditional" and pairs[0].response_chosen == "good0"
     assert {p.kind for p in pairs[1:]} == {"joint"}
+
+
+def test_cut_off_samples_are_left_out_of_pairs_unless_kept_and_then_marked_unfinished():
+    # prompt 0's best answer and prompt 1's worst were cut at max_new_tokens
+    answers = [[("good0", 1.0, False), ("mid0", 0.6), ("bad0", 0.0)], [("good1", 0.9), ("bad1", 0.1, False)]]
+    dropped = build_pairs(P[:2], answers, SimpleNamespace(min_gap=0.5, max_pairs_per_prompt=1,
+                                                          joint_pairs_per_prompt=1, keep_truncated=False), seed=0)
+    texts = {t for p in dropped for t in (p.response_chosen, p.response_rejected)}
+    assert dropped and not texts & {"good0", "bad1"}
+    assert all(p.chosen_finished and p.rejected_finished for p in dropped)
+    kept = build_pairs(P[:2], answers, SimpleNamespace(min_gap=0.5, max_pairs_per_prompt=1, joint_pairs_per_prompt=1,
+                                                       keep_truncated=True), seed=0)
+    first = kept[0]   # prompt 0: good0 (cut off) against bad0
+    assert (first.response_chosen, first.chosen_finished, first.rejected_finished) == ("good0", False, True)
+    flags = {t: f for p in kept for t, f in ((p.response_chosen, p.chosen_finished),
+                                              (p.response_rejected, p.rejected_finished))}
+    assert all(flags[t] is (t not in ("good0", "bad1")) for t in flags)
 
 
 def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, monkeypatch):
@@ -53,13 +71,21 @@ def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, 
     spec = load_benchmark("ifeval-lite", "smoke")
     spec = type(spec)(**{**spec.__dict__, "data": type(spec.data)(**{**spec.data.__dict__, "train_prompts": 6,
                                                                        "samples_per_prompt": 3, "max_new_tokens": 12,
-                                                                       "min_gap": 0.0001})})
+                                                                       "min_gap": 0.0001,
+                                                                       # a random model rarely ends an answer
+                                                                       "keep_truncated": True})})
     summary = onpolicy.build_data(spec, str(tiny_model_dir), "none", 0, tmp_path / "a")
     for name in onpolicy.DATA_FILES:
         assert (tmp_path / "a" / name).exists()
     assert summary["samples"] == 18 and summary["train_prompts"] == 6
+    samples = [json.loads(line) for line in (tmp_path / "a" / "samples.jsonl").read_text().splitlines()]
+    assert summary["truncated_samples"] == sum(not s["finished"] for s in samples)
+    assert all(s["tokens"] == 12 for s in samples if not s["finished"]) and all(1 <= s["tokens"] <= 12 for s in samples)
     records = load_preferences(tmp_path / "a" / "train.jsonl")
     assert len(records) == summary["conditional_pairs"] + summary["joint_pairs"]
+    finished = {s["response"].strip(): s["finished"] for s in samples}
+    assert all(r.chosen_finished == finished[r.response_chosen] and r.rejected_finished == finished[r.response_rejected]
+               for r in records)
 
     def no_sampling(*a, **k):
         raise AssertionError("the cache should have been used")

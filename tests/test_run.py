@@ -12,7 +12,7 @@ from prefbench.pipeline.run import run
 SPEC = {
     "name": "tiny-ifeval", "task": "ifeval-lite", "description": "test spec",
     "data": {"train_prompts": 6, "samples_per_prompt": 3, "max_new_tokens": 10, "min_gap": 0.0001,
-             "temperature": 1.0, "top_p": 1.0},
+             "temperature": 1.0, "top_p": 1.0, "keep_truncated": True},   # a random model rarely ends an answer
     "eval": {"prompts": 3, "max_new_tokens": 8, "variants": ["typo", "distractor"], "kl_samples": 1},
     "train": {"max_steps": 2, "batch_size": 2, "lr": 1e-3, "warmup_steps": 0, "max_length": 512},
     "objective_params": {"dpo": {"beta": 0.1}, "jpo": {"beta": 0.1}},
@@ -34,8 +34,15 @@ def config(model_dir, spec_file, out, **kw):
 
 
 def test_run_writes_every_stage_and_a_rerun_redoes_nothing(tiny_model_dir, spec_file, tmp_path, monkeypatch):
+    import prefbench.engine.trainer as train_mod
+
     out = tmp_path / "run"
+    trained_kinds = []   # the kinds of the pairs each training run encodes, in training order (dpo, then jpo)
+    encode = train_mod.encode_pairs
+    monkeypatch.setattr(train_mod, "encode_pairs",
+                        lambda records, *a: trained_kinds.append({r.kind for r in records}) or encode(records, *a))
     results = run(config(tiny_model_dir, spec_file, out))
+    monkeypatch.undo()
     for rel in ("config.yaml", "data/train.jsonl", "data/eval.jsonl", "data/samples.jsonl", "dpo/seed0/adapter",
                 "jpo/seed0/metrics.jsonl", "generations/reference.jsonl", "generations/dpo/seed0.jsonl",
                 "kl/jpo/seed0.jsonl", "judgments.jsonl", "results.json", "leaderboard.csv", "report.md",
@@ -51,8 +58,22 @@ def test_run_writes_every_stage_and_a_rerun_redoes_nothing(tiny_model_dir, spec_
     assert results["comparisons"][0]["p_holm"] == pytest.approx(results["comparisons"][0]["p"])  # one comparison
     assert set(results["timings"]) >= {"data", "train", "generate", "judge", "total"}
 
+    # the default arm: dpo (response span) never sees a joint pair, jpo (joint span) trains on both kinds
+    data = [json.loads(line) for line in (out / "data/train.jsonl").read_text().splitlines()]
+    counts = {k: sum(r["kind"] == k for r in data) for k in ("conditional", "joint")}
+    assert counts["joint"] > 0 and trained_kinds == [{"conditional"}, {"conditional", "joint"}]
+    assert results["arm"] == "matched"
+    training = {s["name"]: s["training"][0] for s in results["systems"]}
+    assert (training["dpo"]["pair_kinds"], training["dpo"]["conditional"], training["dpo"]["joint"]) == \
+        ("conditional", counts["conditional"], 0)
+    assert (training["jpo"]["pair_kinds"], training["jpo"]["joint"]) == ("all", counts["joint"])
+    metrics = [json.loads(line) for line in (out / "dpo/seed0/metrics.jsonl").read_text().splitlines()]
+    assert training["dpo"]["steps"] == 2 and training["dpo"]["tokens_seen"] == sum(m["tokens"] for m in metrics)
+    assert all(0 <= s["truncated"] <= 1 for s in results["systems"] + [results["reference"]])
+    report = (out / "report.md").read_text()
+    assert "Data arm **matched**" in report and "| dpo | conditional | " in report
+
     # a second run finds every artifact complete: no training, no generation, the same numbers
-    import prefbench.engine.trainer as train_mod
     import prefbench.evaluation.generate as gen_stage
 
     def forbidden(*a, **k):
@@ -80,3 +101,22 @@ def test_bad_names_fail_before_any_work(tiny_model_dir, spec_file, tmp_path):
     with pytest.raises(ObjectiveError, match="beta"):
         run(config(tiny_model_dir, spec_file, tmp_path / "r", params={"dpo": {"beta": -1}}))
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("arm, dpo_kinds, jpo_kinds", [("same", "all", "all"), ("conditional", "conditional",
+                                                                                    "conditional"),
+                                                        ("joint-only", "conditional", "joint")])
+def test_each_arm_gives_each_span_its_pair_kinds(tiny_model_dir, spec_file, tmp_path, arm, dpo_kinds, jpo_kinds):
+    from prefbench.pipeline.config import resolve, train_config
+
+    cfg = config(tiny_model_dir, spec_file, tmp_path / "run", overrides={"data": {"arm": arm}})
+    spec, params = resolve(cfg)
+    kinds = [train_config(cfg, spec, params, o, 0, tmp_path).pair_kinds for o in ("dpo", "jpo")]
+    assert kinds == [dpo_kinds, jpo_kinds]
+
+
+def test_an_unknown_arm_is_refused_with_a_suggestion(tiny_model_dir, spec_file, tmp_path):
+    from prefbench.benchmark import BenchmarkError
+
+    with pytest.raises(BenchmarkError, match="data.arm: unknown value 'matchd'.*'matched'"):
+        run(config(tiny_model_dir, spec_file, tmp_path / "run", overrides={"data": {"arm": "matchd"}}))

@@ -186,6 +186,27 @@ def test_truncation_is_counted_and_logged(tiny_model_dir, prefs, tmp_path, caplo
     assert "truncated" in caplog.text and "max_length=30" in caplog.text
 
 
+@pytest.mark.parametrize("kinds, conditional, joint", [("all", 6, 6), ("conditional", 6, 0), ("joint", 0, 6)])
+def test_pair_kinds_select_the_pairs_trained_on_and_are_recorded(tiny_model_dir, prefs, tmp_path, kinds,
+                                                                 conditional, joint):
+    out = train(cfg(tiny_model_dir, prefs, tmp_path / kinds, max_steps=2, pair_kinds=kinds))
+    data = json.loads((out / "data.json").read_text())
+    assert (data["pair_kinds"], data["pairs"], data["conditional"], data["joint"]) == \
+        (kinds, conditional + joint, conditional, joint)
+    assert data["truncated_to_max_length"] == 0 and data["tokens"] > 0
+
+
+def test_pair_kinds_that_leave_no_pairs_stop_with_a_clear_error(tiny_model_dir, tmp_path):
+    from prefbench.formats.preferences import write_preferences
+    from prefbench.formats.records import PreferenceRecord
+
+    only_conditional = tmp_path / "conditional.jsonl"
+    write_preferences([PreferenceRecord("Name a fruit", "apple", "Name a fruit", "stone", "conditional")],
+                      only_conditional)
+    with pytest.raises(TrainingError, match="no joint pairs among its 1 conditional, 0 joint"):
+        train(cfg(tiny_model_dir, only_conditional, tmp_path / "out", pair_kinds="joint"))
+
+
 def test_schedule_and_batch_order():
     c = TrainConfig(data="x", max_steps=10, warmup_steps=2, batch_size=3)
     f = lr_lambda(c)
@@ -201,6 +222,7 @@ def test_schedule_and_batch_order():
     ({"lrr": 1e-4}, "unknown key 'lrr' \\(did you mean 'lr'\\?\\)"),
     ({"batch_size": 6, "grad_accum": 4}, "divisible"),
     ({"quantization": "8bit"}, "quantization must be"),
+    ({"pair_kinds": "conditonal"}, "pair_kinds must be one of all, conditional, joint.*did you mean 'conditional'"),
 ])
 def test_config_errors(values, message):
     with pytest.raises(ConfigError, match=message):

@@ -14,6 +14,7 @@ import dataclasses
 from typing import Any
 
 from prefbench.benchmark.spec import (
+    ARMS,
     BASELINES,
     DATA_SOURCES,
     DEFAULT_PRESET,
@@ -123,6 +124,7 @@ def _validate_data(d: DataSettings, where: str) -> None:
             raise BenchmarkError(f"{where}.{key} must be >= 0, got {getattr(d, key)}")
     _choice(d.source, DATA_SOURCES, f"{where}.source")
     _choice(d.kinds, KIND_CHOICES, f"{where}.kinds")
+    _choice(d.arm, tuple(ARMS), f"{where}.arm")
 
 
 def _choice(value: str, choices, where: str) -> None:

@@ -23,6 +23,21 @@ class BenchmarkError(UserError, ValueError):
 DATA_SOURCES = ("onpolicy", "release", "summarize_from_feedback", "hh-rlhf")
 BASELINES = ("reference", "gold")
 
+# Which pairs each objective trains on (TrainConfig.pair_kinds), by the span its loss scores. A response-span
+# objective (DPO, IPO, SimPO, ...) compares two answers to one instruction, so a cross-instruction (joint) pair
+# is outside its derivation; a joint-span one (JPO, SFT+JPO) scores instruction and answer and takes both kinds.
+ARMS = {
+    "matched": {"response": "conditional", "joint": "all"},       # each on what its derivation allows (JPO paper)
+    "same": {"response": "all", "joint": "all"},                  # ablation: every objective on every pair
+    "conditional": {"response": "conditional", "joint": "conditional"},   # ablation: conditional pairs only
+    "joint-only": {"response": "conditional", "joint": "joint"},  # ablation: joint-span objectives on joint pairs
+}
+
+
+def arm_kinds(arm: str, span: str) -> str:
+    """The pair kinds (``all``, ``conditional`` or ``joint``) an objective scoring ``span`` trains on under ``arm``."""
+    return ARMS[arm][span]
+
 
 @dataclass(frozen=True)
 class DataSettings:
@@ -37,12 +52,14 @@ class DataSettings:
     source: str = "onpolicy"
     location: str = ""
     kinds: str = "both"                 # dataset sources: conditional | joint | both (the paper's setup)
+    arm: str = "matched"                # which of the pairs each objective trains on (ARMS)
     max_pairs: int = 0                  # dataset sources: a seeded sample of at most this many pairs (0: all)
     train_prompts: int = 96
     samples_per_prompt: int = 4
     temperature: float = 1.0
     top_p: float = 1.0
     max_new_tokens: int = 48
+    keep_truncated: bool = False        # pair samples cut at max_new_tokens too (trained without an end-of-turn)
     min_gap: float = 0.25               # minimum gold-score gap for a pair
     max_pairs_per_prompt: int = 2       # conditional pairs per prompt
     joint_pairs_per_prompt: int = 1     # cross-prompt pairs (I1,R1) > (I2,R2) per train prompt, same min_gap

@@ -22,6 +22,7 @@ import random
 import shutil
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from prefbench.engine.generation import GenerationSettings, generate
 from prefbench.engine.models import (
@@ -32,7 +33,7 @@ from prefbench.engine.models import (
     model_fingerprint,
 )
 from prefbench.formats.preferences import write_preferences
-from prefbench.formats.records import PreferenceRecord
+from prefbench.formats.records import PreferenceRecord, make_record
 from prefbench.tasks import get_task
 from prefbench.tasks.base import TaskPrompt
 from prefbench.util.files import atomic_dir, atomic_write_text, write_jsonl
@@ -41,40 +42,58 @@ from prefbench.util.runs import cache_root
 log = logging.getLogger("prefbench")
 
 DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
-_VERSION = 3  # bump when pairing or sampling changes, so old caches are not reused (3: compute dtype)
+_VERSION = 4  # bump when pairing or sampling changes, so old caches are not reused (4: finished flags)
 
 
-def conditional_pairs(prompt: TaskPrompt, answers: list[tuple[str, float]], min_gap: float, max_pairs: int
+class Answer(NamedTuple):
+    """A scored sample; ``finished``: the model ended it (rather than reaching max_new_tokens)."""
+
+    text: str
+    score: float
+    finished: bool = True
+
+
+def _answer(values: tuple) -> Answer:
+    return Answer(*values)   # (text, score) or (text, score, finished)
+
+
+def conditional_pairs(prompt: TaskPrompt, answers: list[tuple], min_gap: float, max_pairs: int
                       ) -> list[PreferenceRecord]:
-    """Best against worst, second best against second worst, ... while the gap holds."""
-    unique = sorted({text: score for text, score in answers if text.strip()}.items(), key=lambda ts: -ts[1])
+    """Best against worst, second best against second worst, ... while the gap holds (``answers``: Answer
+    tuples; a repeated text counts once)."""
+    unique = sorted({a.text: a for a in map(_answer, answers) if a.text.strip()}.values(), key=lambda a: -a.score)
     pairs = []
     lo, hi = 0, len(unique) - 1
-    while lo < hi and len(pairs) < max_pairs and unique[lo][1] - unique[hi][1] >= min_gap:
-        pairs.append(PreferenceRecord(prompt.text, unique[lo][0], prompt.text, unique[hi][0], "conditional"))
+    while lo < hi and len(pairs) < max_pairs and unique[lo].score - unique[hi].score >= min_gap:
+        best, worst = unique[lo], unique[hi]
+        pairs.append(make_record(prompt.text, best.text, prompt.text, worst.text, best.finished, worst.finished))
         lo, hi = lo + 1, hi - 1
     return pairs
 
 
-def joint_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]], min_gap: float, per_prompt: int,
+def joint_pairs(prompts: list[TaskPrompt], answers: list[list[tuple]], min_gap: float, per_prompt: int,
                 seed: int) -> list[PreferenceRecord]:
     """Cross-instruction pairs: for each prompt i, ``per_prompt`` partners j ≠ i drawn with a seeded RNG."""
     rng = random.Random(seed)
+    answers = [list(map(_answer, ans)) for ans in answers]
     pairs = []
     for i in range(len(prompts)):
         others = [j for j in range(len(prompts)) if prompts[j].text != prompts[i].text]
         for j in rng.sample(others, min(per_prompt, len(others))):
-            candidates = [(a, b) for a, sa in answers[i] for b, sb in answers[j]
-                          if a.strip() and b.strip() and sa - sb >= min_gap]
+            candidates = [(a, b) for a in answers[i] for b in answers[j]
+                          if a.text.strip() and b.text.strip() and a.score - b.score >= min_gap]
             if candidates:
                 a, b = rng.choice(candidates)
-                pairs.append(PreferenceRecord(prompts[i].text, a, prompts[j].text, b, "joint"))
+                pairs.append(make_record(prompts[i].text, a.text, prompts[j].text, b.text, a.finished, b.finished))
     return pairs
 
 
-def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]], data, seed: int
-                ) -> list[PreferenceRecord]:
-    """All conditional then all joint pairs for scored samples (``data``: the spec's DataSettings)."""
+def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple]], data, seed: int) -> list[PreferenceRecord]:
+    """All conditional then all joint pairs for scored samples (``data``: the spec's DataSettings). Samples cut
+    at max_new_tokens are left out unless ``data.keep_truncated``: a cut-off answer is scored as the fragment it
+    is, so pairing it would teach "an ended answer beats a cut-off one" more than anything about content."""
+    if not data.keep_truncated:
+        answers = [[a for a in map(_answer, ans) if a.finished] for ans in answers]
     cond = [p for prompt, ans in zip(prompts, answers)
             for p in conditional_pairs(prompt, ans, data.min_gap, data.max_pairs_per_prompt)]
     return cond + joint_pairs(prompts, answers, data.min_gap, data.joint_pairs_per_prompt, seed)
@@ -83,7 +102,9 @@ def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple[str, float]]
 def cache_key(spec, model: str, quantization: str, seed: int) -> str:
     ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
              "dtype": str(compute_dtype(spec.compute_dtype)), "device": default_device(),
-             "task": spec.task, "data": dataclasses.asdict(spec.data), "seed": seed}
+             "task": spec.task, "seed": seed,
+             # which pairs each objective takes does not change the pairs built
+             "data": {k: v for k, v in dataclasses.asdict(spec.data).items() if k != "arm"}}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -108,14 +129,19 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
                                       num_samples=spec.data.samples_per_prompt, seed=seed)
         completions = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
-        answers = [[(c.text, task.score(p, c.text)) for c in cs] for p, cs in zip(prompts, completions)]
+        answers = [[Answer(c.text, task.score(p, c.text), c.finished) for c in cs]
+                   for p, cs in zip(prompts, completions)]
         pairs = build_pairs(prompts, answers, spec.data, seed)
-        scores = [s for ans in answers for _, s in ans]
+        scores = [a.score for ans in answers for a in ans]
+        cut = [a for ans in answers for a in ans if not a.finished]
         summary = {
             "benchmark": spec.name, "task": spec.task, "model": model, "quantization": quantization, "seed": seed,
             "train_prompts": len(prompts), "samples": len(scores),
             "mean_score": sum(scores) / len(scores),
             "success_rate": sum(s >= 1.0 for s in scores) / len(scores),
+            "truncated_samples": len(cut), "truncated_share": len(cut) / len(scores),
+            "truncated_mean_score": sum(a.score for a in cut) / len(cut) if cut else None,
+            "truncated_samples_paired": spec.data.keep_truncated,
             "conditional_pairs": sum(p.kind == "conditional" for p in pairs),
             "joint_pairs": sum(p.kind == "joint" for p in pairs),
             "seconds": round(time.perf_counter() - t0, 1),
@@ -125,8 +151,10 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
                                f"{summary['mean_score']:.2f}); lower min_gap or raise samples_per_prompt")
         with atomic_dir(cached) as tmp:
             write_jsonl(tmp / "prompts.jsonl", [p.to_json() for p in prompts])
-            write_jsonl(tmp / "samples.jsonl", [{"id": p.id, "response": t, "score": s}
-                                                 for p, ans in zip(prompts, answers) for t, s in ans])
+            write_jsonl(tmp / "samples.jsonl", [{"id": p.id, "response": c.text, "score": a.score,
+                                                  "finished": c.finished, "tokens": c.tokens}
+                                                 for p, ans, cs in zip(prompts, answers, completions)
+                                                 for a, c in zip(ans, cs)])
             write_preferences(pairs, tmp / "train.jsonl")
             atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -67,7 +67,12 @@ def describe(summary: dict) -> str:
     """One line on what the data stage produced."""
     pairs = f"{summary['conditional_pairs']} conditional + {summary['joint_pairs']} joint pairs"
     if "samples" in summary:
+        cut = summary.get("truncated_samples")
+        cut_text = "" if cut is None else (
+            f"; {cut} ({summary['truncated_share']:.0%}) cut at max_new_tokens, "
+            f"{'paired without an end-of-turn' if summary['truncated_samples_paired'] else 'left out of pairs'}")
         return (f"{pairs} from {summary['samples']} samples of {summary['train_prompts']} prompts "
-                f"(reference mean score {summary['mean_score']:.3f}, success rate {summary['success_rate']:.1%})")
+                f"(reference mean score {summary['mean_score']:.3f}, success rate {summary['success_rate']:.1%}"
+                f"{cut_text})")
     where = summary["location"] or "the hub"
     return f"{pairs} from {summary['source']} ({where}; {summary['available_pairs']} available, ties dropped)"

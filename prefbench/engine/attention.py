@@ -43,7 +43,7 @@ def block_attention(module, query, key, value, attention_mask, dropout: float = 
     dtype = query.dtype
     if query.device.type == "cpu":
         # attention is a small share of the FLOPs, and torch's CPU SDPA kernels are 3-5x slower in bfloat16 than
-        # in float32 at these lengths (perf/kernels.py): blocks attend in float32, autocast or not
+        # in float32 at these lengths (perf/cpu_kernels.py): blocks attend in float32, autocast or not
         wide = torch.promote_types(dtype, torch.float32)
         query, key, value = (t.to(wide) for t in (query, key, value))
     with torch.autocast(query.device.type, enabled=False):

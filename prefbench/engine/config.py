@@ -25,6 +25,7 @@ class TrainingError(UserError, RuntimeError):
 
 
 COMPUTE_DTYPES = ("auto", "float32", "bfloat16")
+PAIR_KINDS = ("all", "conditional", "joint")
 
 
 @dataclass
@@ -33,6 +34,7 @@ class TrainConfig:
 
     data: str = ""                       # preference file (.jsonl/.json/.parquet) or datasets name
     split: str = "train"
+    pair_kinds: str = "all"              # which pairs of the data to train on: all | conditional | joint
     objective: str = "dpo"
     objective_params: dict[str, float] = field(default_factory=dict)
     model: str = EMBEDDED                # hub id, local folder, or the embedded SmolLM2
@@ -63,6 +65,9 @@ class TrainConfig:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}"
                               f"{suggest(str(self.compute_dtype), COMPUTE_DTYPES)}")
+        if self.pair_kinds not in PAIR_KINDS:
+            raise ConfigError(f"pair_kinds must be one of {', '.join(PAIR_KINDS)}, got {self.pair_kinds!r}"
+                              f"{suggest(str(self.pair_kinds), PAIR_KINDS)}")
         for name in ("batch_size", "grad_accum", "max_steps", "lora_r", "max_length", "save_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -25,7 +25,8 @@ class EncodedPairs:
 
     chosen: list[tuple[list[int], list[int]]]
     rejected: list[tuple[list[int], list[int]]]
-    truncated: int
+    truncated: int                                   # sequences cut to max_length
+    kinds: list[str] = field(default_factory=list)   # each pair's kind (conditional | joint); empty for SFT data
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -76,6 +77,13 @@ class EncodedPairs:
         """A batch's statistics as (chosen, rejected); without a rejected side both are the one sequence."""
         return stats.split_pairs() if self.paired else (stats, stats)
 
+    def summary(self) -> dict:
+        """What the data holds, for the run's record: pairs (or SFT examples) by kind, sequences cut to
+        max_length, and tokens over both sides."""
+        kinds = {k: self.kinds.count(k) for k in ("conditional", "joint")} if self.paired else {}
+        return {"pairs" if self.paired else "examples": len(self), **kinds, "truncated_to_max_length": self.truncated,
+                "tokens": self.tokens(list(range(len(self))))}
+
     def digest(self) -> str:
         h = hashlib.sha256()
         for side in (self.chosen, self.rejected):
@@ -85,10 +93,11 @@ class EncodedPairs:
 
 
 def _encode_sequences(items: list[tuple], tokenizer, max_length: int) -> tuple[list[tuple[list[int], list[int]]], int]:
-    """``(prompt, response)`` items as (ids, response mask), cut to ``max_length``; and how many were cut."""
+    """``(prompt, response, finished)`` items as (ids, response mask), cut to ``max_length``; and how many were
+    cut. Only a finished response is followed by the end-of-turn token."""
     out, truncated = [], 0
-    for prompt, response in items:
-        ids, mask = encode(tokenizer, prompt, response)
+    for prompt, response, finished in items:
+        ids, mask = encode(tokenizer, prompt, response, ends=finished)
         if len(ids) > max_length:
             truncated += 1
             ids, mask = ids[:max_length], mask[:max_length]
@@ -102,13 +111,13 @@ def _encode_sequences(items: list[tuple], tokenizer, max_length: int) -> tuple[l
 
 
 def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) -> EncodedPairs:
-    items = [(r.prompt_chosen, r.response_chosen) for r in records] + \
-            [(r.prompt_rejected, r.response_rejected) for r in records]
+    items = [(r.prompt_chosen, r.response_chosen, r.chosen_finished) for r in records] + \
+            [(r.prompt_rejected, r.response_rejected, r.rejected_finished) for r in records]
     encoded, truncated = _encode_sequences(items, tokenizer, max_length)
-    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated)
+    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated, [r.kind for r in records])
 
 
 def encode_responses(examples: list, tokenizer, max_length: int) -> EncodedPairs:
     """SFT examples (``.prompt``, ``.response``) as sequences without a rejected side."""
-    encoded, truncated = _encode_sequences([(e.prompt, e.response) for e in examples], tokenizer, max_length)
+    encoded, truncated = _encode_sequences([(e.prompt, e.response, True) for e in examples], tokenizer, max_length)
     return EncodedPairs(encoded, [], truncated)

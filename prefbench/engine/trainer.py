@@ -110,8 +110,15 @@ def train(cfg: TrainConfig) -> Path:
 
     def encoded(tokenizer) -> EncodedPairs:
         records = load_preferences(cfg.data, cfg.split)
-        log.info("%d pairs (%d conditional, %d joint) from %s", len(records),
-                 sum(r.kind == "conditional" for r in records), sum(r.kind == "joint" for r in records), cfg.data)
+        counts = f"{sum(r.kind == 'conditional' for r in records)} conditional, " \
+                 f"{sum(r.kind == 'joint' for r in records)} joint"
+        if cfg.pair_kinds != "all":
+            records = [r for r in records if r.kind == cfg.pair_kinds]
+            if not records:
+                raise TrainingError(f"{cfg.data}: no {cfg.pair_kinds} pairs among its {counts}; "
+                                    f"pair_kinds '{cfg.pair_kinds}' leaves nothing to train {cfg.objective} on")
+        log.info("%s: training on %d pairs (%s pairs) of %s (%s)", cfg.objective, len(records), cfg.pair_kinds,
+                 cfg.data, counts)
         return encode_pairs(records, tokenizer, cfg.max_length)
 
     return fit(cfg, encoded)
@@ -197,6 +204,8 @@ class _Loop:
         if main:
             out.mkdir(parents=True, exist_ok=True)
             cfg.save_yaml(out / "config.yaml")
+            atomic_write_text(out / "data.json", json.dumps({"pair_kinds": cfg.pair_kinds, **self.pairs.summary()},
+                                                            indent=2) + "\n")
             # metrics past the checkpoint belong to steps that will be redone
             kept = metrics_path.read_text().splitlines()[:start_step] if metrics_path.exists() else []
             atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))

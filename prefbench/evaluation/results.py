@@ -6,11 +6,12 @@ with Holm-adjusted p-values and a minimum detectable difference (:mod:`prefbench
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
 
-from prefbench.evaluation.systems import REFERENCE, System, kl_path
+from prefbench.evaluation.systems import REFERENCE, System, generations_path, kl_path, load_generations
 from prefbench.stats import (
     StatsError,
     hierarchical_mean_ci,
@@ -66,6 +67,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     pointwise = meta["judge"]["kind"] == "pointwise"
     against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
     results = {"schema": SCHEMA, **{k: meta[k] for k in ("benchmark", "preset", "model")},
+               **({"arm": meta["arm"]} if meta.get("arm") else {}),
                **({"start_model": meta["start_model"]} if meta.get("start_model") else {}), "baseline": baseline,
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
@@ -73,6 +75,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
                              "robustness": (ref.robustness(columns, not against_itself)
                                             if has_variants and (pointwise or not against_itself) else None),
                              "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents),
+                             "truncated": _truncated(run_dir, [System(REFERENCE)]),
                              **({} if against_itself else _win_rate(ref))},
                "systems": [], "comparisons": []}
     outcomes: dict[str, np.ndarray] = {}
@@ -92,7 +95,8 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             "robustness": table.robustness(columns, True) if has_variants else None,
             "kl": table.interval(kl).to_json() if kl is not None else None,
             "vs_gold": _vs_gold(gold_rows, [s.name for s in members], parents),
-            "training": [{"seed": s.seed, "metrics": f"{s.name}/metrics.jsonl"} for s in members],
+            "truncated": _truncated(run_dir, members),
+            "training": [_training(run_dir, s) for s in members],
         })
     comparisons = []
     n_comparisons = max(1, len(objectives) * (len(objectives) - 1) // 2)
@@ -152,3 +156,25 @@ def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray 
         for pid, values in per_prompt.items():
             out[k, index[pid]] = float(np.mean(values))
     return None if np.isnan(out).any() else out
+
+
+def _training(run_dir: Path, system: System) -> dict:
+    """Where a system's training metrics are, and what it trained on: the pair kinds it took, its pairs of
+    each kind, the optimizer steps it took and the tokens those steps processed (both sides of every pair)."""
+    entry: dict = {"seed": system.seed, "metrics": f"{system.name}/metrics.jsonl"}
+    data = Path(run_dir) / system.name / "data.json"
+    if data.exists():
+        entry.update(json.loads(data.read_text()))
+    metrics = Path(run_dir) / entry["metrics"]
+    if metrics.exists():
+        steps = read_jsonl(metrics)
+        entry.update(steps=len(steps), tokens_seen=int(sum(r.get("tokens", 0) for r in steps)))
+    return entry
+
+
+def _truncated(run_dir: Path, members: list[System]) -> float | None:
+    """Share of the systems' eval answers (robustness variants included) cut at the generation limit rather
+    than ended by the model; None for generations written before completions carried the flag."""
+    flags = [g["finished"] for s in members if generations_path(run_dir, s).exists()
+             for g in load_generations(run_dir, s) if "finished" in g]
+    return None if not flags else 1 - sum(flags) / len(flags)

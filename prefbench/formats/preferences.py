@@ -11,6 +11,7 @@ from prefbench.formats.records import (
     DataError,
     PreferenceRecord,
     as_object,
+    flag_field,
     make_record,
     messages_field,
     prompt_field,
@@ -38,7 +39,8 @@ def _prefbench_row(raw: dict, source: str, row: int) -> PreferenceRecord:
     rec = make_record(prompt_field(raw["prompt_chosen"], source, row, "prompt_chosen"),
                       text_field(raw["response_chosen"], source, row, "response_chosen"),
                       prompt_field(raw["prompt_rejected"], source, row, "prompt_rejected"),
-                      text_field(raw["response_rejected"], source, row, "response_rejected"))
+                      text_field(raw["response_rejected"], source, row, "response_rejected"),
+                      flag_field(raw, source, row, "chosen_finished"), flag_field(raw, source, row, "rejected_finished"))
     if "kind" in raw and raw["kind"] != rec.kind:
         raise DataError(source, row, "kind", f"says '{raw['kind']}' but the prompts make it '{rec.kind}'")
     return rec

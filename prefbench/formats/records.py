@@ -24,7 +24,9 @@ class PreferenceRecord:
     """``(prompt_chosen, response_chosen) ≻ (prompt_rejected, response_rejected)``.
 
     ``kind`` is ``conditional`` when both prompts are identical, ``joint`` when they differ
-    (a cross-instruction preference, as in JPO/DOVE).
+    (a cross-instruction preference, as in JPO/DOVE). A response that was cut at a generation limit
+    rather than ended by its writer is marked unfinished, so training never scores an end-of-turn
+    token after it (the files carry ``*_finished: false`` only for those).
     """
 
     prompt_chosen: Prompt
@@ -32,9 +34,11 @@ class PreferenceRecord:
     prompt_rejected: Prompt
     response_rejected: str
     kind: Literal["conditional", "joint"]
+    chosen_finished: bool = True
+    rejected_finished: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if not (k.endswith("_finished") and v)}
 
 
 @dataclass(frozen=True)
@@ -45,10 +49,19 @@ class SFTExample:
     response: str
 
 
-def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str) -> PreferenceRecord:
+def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str, finished_w: bool = True,
+                finished_l: bool = True) -> PreferenceRecord:
     """A record whose kind follows from its prompts."""
     kind = "conditional" if prompt_w == prompt_l else "joint"
-    return PreferenceRecord(prompt_w, resp_w, prompt_l, resp_l, kind)
+    return PreferenceRecord(prompt_w, resp_w, prompt_l, resp_l, kind, finished_w, finished_l)
+
+
+def flag_field(raw: dict, source: str, row: int, field: str, default: bool = True) -> bool:
+    """An optional true/false field."""
+    value = raw.get(field, default)
+    if not isinstance(value, bool):
+        raise DataError(source, row, field, f"expected true or false, got {value!r}")
+    return value
 
 
 def as_object(raw: Any, source: str, row: int) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from prefbench.benchmark import BenchmarkSpec, load_benchmark
+from prefbench.benchmark.spec import arm_kinds
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.models import EMBEDDED
 from prefbench.engine.sft import merged_model_dir
@@ -118,7 +119,9 @@ def start_model(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> str:
 
 def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: str, seed: int, run_dir: Path
                  ) -> TrainConfig:
-    return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "objective": objective,
+    kinds = arm_kinds(spec.data.arm, get_objective(objective).span)
+    return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "pair_kinds": kinds,
+                                  "objective": objective,
                                   "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),
                                   "quantization": cfg.quantization, "seed": seed,
                                   "output_dir": str(run_dir / objective / f"seed{seed}")}, f"benchmark {spec.name}")

@@ -133,6 +133,7 @@ def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> 
     config = read_run_config(run_dir)
     bench = config["benchmark"]
     meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
+            "arm": bench.get("data", {}).get("arm"),
             "params": config["objective_params"], "judge": judge_info(judge),
             **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
     return evaluate(run_dir, systems_for(objectives, seeds), read_eval_prompts(run_dir), judge, meta,

@@ -87,6 +87,29 @@ def _robustness_table(results: dict) -> str:
     return table(header, rows) if rows else ""
 
 
+def _training_data(results: dict) -> str:
+    """What each system trained on (its data arm's pair kinds, pairs of each kind, steps, tokens) and how many
+    of its eval answers were cut at the generation limit."""
+    systems = ranked(results["systems"])
+    runs = {s["name"]: (s.get("training") or [{}])[0] for s in systems}
+    if not any("pair_kinds" in run for run in runs.values()):
+        return ""
+    rows = [[s["name"], runs[s["name"]].get("pair_kinds", DASH),
+             *(fmt_number(runs[s["name"]].get(key), 0) for key in ("conditional", "joint", "steps", "tokens_seen")),
+             fmt_number(s.get("truncated"), 1, 100, "%")] for s in systems]
+    rows.append(["reference", *[DASH] * 5, fmt_number((results.get("reference") or {}).get("truncated"), 1, 100, "%")])
+    header = ["system", "pairs trained on", "conditional pairs", "joint pairs", "steps", "tokens seen",
+              "eval answers cut off"]
+    arm = results.get("arm")
+    meaning = ": response-span objectives train on conditional pairs (one instruction, two answers), joint-span " \
+              "objectives (jpo, sft_jpo) on conditional and joint (cross-instruction) pairs" if arm == "matched" else ""
+    note = (f"\nData arm **{arm}**{meaning}. " if arm else "\n") + (
+        "Every objective takes the same optimizer steps with the same pairs per step; tokens seen count both "
+        "sides of every pair, for the first seed. *Eval answers cut off*: share of the system's eval answers "
+        "(robustness variants included) that reached the generation limit instead of ending.\n")
+    return table(header, rows) + note
+
+
 def _judge(results: dict) -> str:
     judge = results.get("judge") or {}
     diag = judge.get("diagnostics") or {}
@@ -136,7 +159,7 @@ def report_markdown(results: dict, run_dir: Path) -> str:
              "## Leaderboard\n", leaderboard_markdown(results),
              "## Paired differences\n", fig["forest"], _comparisons(results),
              f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
-             "## Training\n", fig["training"],
+             "## Training\n", _training_data(results), fig["training"],
              "## Instruction robustness\n", fig["robustness"], _robustness_table(results),
              "## Reward vs KL\n", fig["reward_kl"],
              "## Judge diagnostics\n", _judge(results),

@@ -1,6 +1,6 @@
 """Micro-benchmarks behind the engine's kernel choices, on this CPU, at the embedded model's shapes.
 
-    .venv/bin/python perf/kernels.py [--repeats 20]
+    .venv/bin/python perf/cpu_kernels.py [--repeats 20]
 
 - matrix multiply [1024, 576] x [576, 1536] in bfloat16 vs float32: why compute runs under bf16 autocast;
 - scaled-dot-product attention forward+backward of one 100-token sequence (9 query heads, 3 key/value heads,
