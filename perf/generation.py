@@ -20,12 +20,13 @@ import subprocess
 import sys
 import time
 
-# name -> (compute dtype, prompts per batch)
+# name -> (compute dtype, prompts per batch); "x32": 32 prompts per batch
 SETTINGS = {
-    "float32, batch 32 (before)": ("float32", 32),
-    "float32, batch 64": ("float32", 64),
-    "bfloat16, batch 32": ("bfloat16", 32),
-    "bfloat16, batch 64": ("bfloat16", 64),
+    "float32 x32 (before)": ("float32", 32),
+    "float32 x64": ("float32", 64),
+    "bfloat16 x32": ("bfloat16", 32),
+    "bfloat16 x64": ("bfloat16", 64),
+    "bfloat16 x128": ("bfloat16", 128),
 }
 
 

@@ -41,3 +41,39 @@ def test_bfloat16_compute_autocasts_and_float32_does_not(tiny_model_dir):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with adapter_compute(full):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_norm_outputs_are_cast_once_under_autocast_and_left_alone_otherwise(tiny_model_dir):
+    model = load_base_model(str(tiny_model_dir), "none", dtype="bfloat16")
+    norm = model.model.layers[0].input_layernorm
+    x = torch.randn(1, 3, norm.weight.shape[0])
+    assert norm(x).dtype == torch.float32
+    with adapter_compute(model):
+        assert norm(x).dtype == torch.bfloat16
+        assert torch.equal(norm(x), norm.forward(x).to(torch.bfloat16))   # the same numbers a linear layer would cast
+
+
+BF16_TOLERANCE = 0.02   # nats per token, mean |bfloat16 - float32| of summed log-probs (docs/performance.md)
+
+
+@pytest.mark.parametrize("quantization", ["none", "4bit"])
+def test_bfloat16_statistics_agree_with_float32_within_the_stated_tolerance(tiny_model_dir, tiny_4bit_dir, prefs,
+                                                                            quantization):
+    from prefbench.engine.encoding import encode_pairs
+    from prefbench.engine.models import load_tokenizer
+    from prefbench.engine.statistics import BatchStatistics
+    from prefbench.formats.preferences import load_preferences
+
+    folder = str(tiny_model_dir if quantization == "none" else tiny_4bit_dir)
+    pairs = encode_pairs(load_preferences(prefs), load_tokenizer(folder), 512)
+    stats = {}
+    for dtype in ("float32", "bfloat16"):
+        model = load_base_model(folder, quantization, dtype=dtype).eval()
+        with torch.no_grad():
+            stats[dtype] = BatchStatistics(model, pairs, 0, joint=True, packed=True, share_prefixes=True)(
+                list(range(len(pairs))))
+    full, half = stats["float32"], stats["bfloat16"]
+    for span in ("response", "joint"):
+        logps, tokens = full.span(span)
+        per_token = (half.span(span)[0] - logps).abs().sum() / tokens.sum()
+        assert 0 < per_token < BF16_TOLERANCE, (span, per_token)

@@ -34,8 +34,8 @@ def test_shipped_specs_load_for_every_preset(name):
 
 def test_smoke_preset_deep_merges_over_the_sections():
     quick, smoke = load_benchmark("ifeval-lite"), load_benchmark("ifeval-lite", "smoke")
-    assert (smoke.data.train_prompts, smoke.data.samples_per_prompt) == (6, 2)
-    assert smoke.data.max_new_tokens == quick.data.max_new_tokens == 48      # untouched keys survive
+    assert (smoke.data.train_prompts, smoke.data.samples_per_prompt) == (8, 4)
+    assert smoke.data.max_new_tokens == quick.data.max_new_tokens == 64      # untouched keys survive
     assert smoke.eval.variants == ("typo",) and smoke.eval.prompts == 4
     assert smoke.train == {**quick.train, "max_steps": 2, "warmup_steps": 0}
     assert quick.train["lr"] == 2.0e-4 and quick.objective_params["simpo"] == {"beta": 2.0, "gamma": 1.0}

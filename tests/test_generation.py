@@ -44,7 +44,7 @@ def test_greedy_with_several_samples_is_refused():
 def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_computation(tiny_model_dir):
     import copy
 
-    from prefbench.engine.adapters import with_merged_adapter
+    from prefbench.engine.adapters import with_adapter
     from prefbench.engine.kl import response_kl
 
     tok = load_tokenizer(str(tiny_model_dir))
@@ -60,7 +60,7 @@ def test_kl_is_zero_for_an_untrained_adapter_and_matches_a_direct_float64_comput
             p.data.normal_(0, 0.5)
     got = response_kl(lora, reference, tok, prompts, responses, batch_size=1)
     lora.save_pretrained(tiny_model_dir.parent / "kl-adapter")
-    merged = with_merged_adapter(reference, tiny_model_dir.parent / "kl-adapter")
+    merged = with_adapter(reference, tiny_model_dir.parent / "kl-adapter")
     assert response_kl(merged, reference, tok, prompts, responses) == pytest.approx(got, rel=1e-4)
 
     from prefbench.engine.formatting import encode

@@ -262,9 +262,9 @@ def test_near_miss_earns_partial_credit():
 
 
 def test_partial_credit_is_capped_at_half():
-    p = _prompt(MinWords(4))
-    # MinWords.partial would be 0.5 * 3/4; any failure stays <= 0.5 of a constraint.
-    assert TASK.score(p, "Coffee tastes good.") == pytest.approx(0.375)
+    p = _prompt(MinWords(8))
+    # MinWords.partial would be 0.5 * 6/8; any failure stays <= 0.5 of a constraint.
+    assert TASK.score(p, "Coffee tastes good in the morning.") == pytest.approx(0.375)
     assert TASK.score(_prompt(EndPhrase("Thank you.")), "Coffee. Thank you. More coffee talk.") == 0.5
 
 

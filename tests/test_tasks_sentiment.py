@@ -42,10 +42,11 @@ def test_empty_and_repeated_positive_words_score_zero(text):
     assert TASK.score(_film_prompt(), text) == 0.0
 
 
-def test_a_pile_of_distinct_positive_words_is_held_to_neutral():
-    d = TASK.score_details(_film_prompt(), "Great wonderful amazing fantastic superb excellent brilliant movie")
-    assert d["word_salad"] and d["compound"] > 0.9
-    assert d["score"] == 0.5
+def test_a_pile_of_distinct_positive_words_is_lexicon_stuffing_and_keeps_a_quarter():
+    text = "Great wonderful amazing fantastic superb excellent brilliant movie"
+    d = TASK.score_details(_film_prompt(), text)
+    assert d["word_salad"] and d["compound"] > 0.9 and "lexicon_stuffing" in d["gaming"]
+    assert d["score"] == pytest.approx(0.25 * (d["compound"] + 1) / 2)
 
 
 def test_off_topic_praise_keeps_a_quarter():
@@ -56,8 +57,8 @@ def test_off_topic_praise_keeps_a_quarter():
 
 
 def test_short_answers_are_scaled_by_the_length_floor():
-    text = "Great movie!"                                   # 2 words of the 5-word floor
-    assert TASK.score(_film_prompt(), text) == pytest.approx(0.4 * (VADER.polarity_scores(text)["compound"] + 1) / 2)
+    text = "Great movie, loved it!"                         # 4 words of the 5-word floor
+    assert TASK.score(_film_prompt(), text) == pytest.approx(0.8 * (VADER.polarity_scores(text)["compound"] + 1) / 2)
 
 
 def test_topic_split_is_disjoint_and_prompts_stay_in_their_split():

@@ -68,8 +68,13 @@ def assert_same_steps(a: list[dict], b: list[dict]) -> None:
     for ra, rb in zip(a, b):
         assert rb["tokens"] == ra["tokens"]  # the two shares together are the whole batch
         assert rb["lr"] == ra["lr"]  # the schedule steps once per optimizer step, not once per process
+        # the first step's numbers agree to float32 rounding (a wrong split or average would differ in the
+        # leading digits); later ones drift further, since each process packs its half of the pairs into rows
+        # of its own and runs its products on its own threads, so sums run in another order, and Adam's
+        # normalized updates carry those last digits into every following step
+        tolerance = 1e-4 if rb["step"] == 1 else 1e-3
         for key in ("loss", "accuracy", "margin", "chosen_logps", "rejected_logps", "grad_norm"):
-            assert rb[key] == pytest.approx(ra[key], abs=1e-5, rel=1e-5), (rb["step"], key)
+            assert rb[key] == pytest.approx(ra[key], abs=1e-5, rel=tolerance), (rb["step"], key)
     assert a[-1]["loss"] < a[0]["loss"]  # it trained: the comparison is not between two idle runs
 
 
@@ -85,7 +90,7 @@ def test_two_processes_reproduce_one_process(tiny_model_dir, prefs, tmp_path, mo
     launch_two_processes(TrainConfig(**base, output_dir=str(two)), tmp_path, tmp_path / "cache-two")
 
     # one writer: exactly one line per step, no checkpoint or temp folders left behind
-    assert sorted(p.name for p in two.iterdir()) == ["adapter", "config.yaml", "metrics.jsonl"]
+    assert sorted(p.name for p in two.iterdir()) == ["adapter", "config.yaml", "data.json", "metrics.jsonl"]
     assert_same_steps(rows(one), rows(two))
 
     wa, wb = (load_file(out / "adapter" / "adapter_model.safetensors") for out in (one, two))

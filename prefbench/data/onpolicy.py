@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from prefbench.engine.generation import GenerationSettings, generate
+from prefbench.engine.generation import GENERATION_BATCH, GenerationSettings, generate
 from prefbench.engine.models import (
     compute_dtype,
     default_device,
@@ -127,7 +127,8 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         tokenizer = tokenizer or load_tokenizer(model)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
-                                      num_samples=spec.data.samples_per_prompt, seed=seed)
+                                      num_samples=spec.data.samples_per_prompt, seed=seed,
+                                      batch_size=max(1, GENERATION_BATCH // spec.data.samples_per_prompt))
         completions = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
         answers = [[Answer(c.text, task.score(p, c.text), c.finished) for c in cs]
                    for p, cs in zip(prompts, completions)]

@@ -61,32 +61,35 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: i
 
 def adapter_compute(model):
     """The context a forward of ``model`` (PEFT-wrapped or not, loaded by ``load_base_model``) runs in: for a
-    compute dtype below float32, autocast to it, and PEFT's up-cast of LoRA inputs off where the base's
-    weights are below float32 too (autocast casts the float32 adapter weights instead); otherwise nothing."""
+    compute dtype below float32, autocast to it, with PEFT's cast of a LoRA branch's input to the adapter
+    weights' dtype off (autocast casts the matmul inputs to the compute dtype anyway); otherwise nothing."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     dtype = compute_dtype_of(model)
     if dtype == torch.float32:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.autocast(base.device.type, dtype=dtype))
-    if hasattr(model, "get_base_model") and base.dtype != torch.float32:
+    if hasattr(model, "get_base_model"):
         from peft.helpers import disable_input_dtype_casting
 
         stack.enter_context(disable_input_dtype_casting(model))
     return stack
 
 
-def with_merged_adapter(base, adapter: Path, copy: bool = True):
-    """``base`` with the LoRA adapter merged into its weights (W + s·BA): the trained policy with no
-    per-step adapter cost. By default a copy, so ``base`` itself stays the reference."""
+def with_adapter(base, adapter: Path, copy: bool = True):
+    """``base`` with the LoRA adapter: merged into its weights (W + s·BA) when they are float32, the trained
+    policy with no per-step adapter cost; kept apart when they are in a lower precision, where the sum
+    would be rounded to it, so the policy computes as it did in training (each product rounded
+    separately). By default on a copy, so ``base`` itself stays the reference."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter)).merge_and_unload().eval()
+    policy = PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter))
+    return (policy.merge_and_unload() if base.dtype == torch.float32 else policy).eval()
 
 
 def merge_and_save(model: str, quantization: str, adapter: Path, target: Path) -> None:
     """``model`` with ``adapter`` merged into its weights, saved with its tokenizer to ``target``."""
-    merged = with_merged_adapter(load_inference_model(model, quantization), adapter, copy=False)
+    merged = with_adapter(load_inference_model(model, quantization), adapter, copy=False)
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
         load_tokenizer(model).save_pretrained(tmp)

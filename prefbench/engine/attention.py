@@ -12,6 +12,7 @@ does the above; called without (a padded batch with a mask: generation, scoring)
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,8 @@ NAME = "prefbench_blocks"
 @dataclass(frozen=True)
 class Block:
     """Queries ``[start, start + length)`` of the row attend causally to themselves and fully to the
-    ``prefix_length`` keys at ``[prefix_start, prefix_start + prefix_length)``."""
+    ``prefix_length`` keys at ``[prefix_start, prefix_start + prefix_length)``. The blocks of a row tile it
+    in order, and a prefix is the start of an earlier block."""
 
     start: int
     length: int
@@ -52,21 +54,29 @@ def block_attention(module, query, key, value, attention_mask, dropout: float = 
 
 
 def _attend(blocks: tuple[Block, ...], query, key, value, scaling, gqa: bool) -> list:
+    # the blocks tile the row in order: one split per tensor, whose backward is one concatenation (a slice per
+    # block would give every block's gradient a zero-filled tensor the size of the whole row)
+    lengths = [b.length for b in blocks]
+    queries, keys, values = (torch.split(t, lengths, dim=2) for t in (query, key, value))
+    index = {b.start: i for i, b in enumerate(blocks)}
     outputs = []
-    for b in blocks:
-        end = b.start + b.length
-        q, k, v = query[:, :, b.start:end], key[:, :, b.start:end], value[:, :, b.start:end]
-        if b.prefix_length:
-            p0, p1 = b.prefix_start, b.prefix_start + b.prefix_length
-            k = torch.cat([key[:, :, p0:p1], k], dim=2)
-            v = torch.cat([value[:, :, p0:p1], v], dim=2)
-            # query i sees the whole prefix and its own block up to itself (causal, aligned at the end)
-            mask = torch.ones(b.length, b.prefix_length + b.length, dtype=torch.bool, device=q.device)
-            outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask.tril(b.prefix_length), scale=scaling,
-                                                          enable_gqa=gqa))
+    for b, q, k, v in zip(blocks, queries, keys, values):
+        if b.prefix_length:   # the first tokens of an earlier block (a shared instruction)
+            at = index[b.prefix_start]
+            k = torch.cat([keys[at][:, :, :b.prefix_length], k], dim=2)
+            v = torch.cat([values[at][:, :, :b.prefix_length], v], dim=2)
+            outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=_prefix_mask(b.length, b.prefix_length,
+                                                                                           q.device),
+                                                          scale=scaling, enable_gqa=gqa))
         else:
             outputs.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa))
     return outputs
+
+
+@functools.lru_cache(maxsize=256)
+def _prefix_mask(length: int, prefix: int, device: torch.device) -> torch.Tensor:
+    """Query i sees the whole prefix and its own block up to itself (causal, aligned at the end)."""
+    return torch.ones(length, prefix + length, dtype=torch.bool, device=device).tril(prefix)
 
 
 def blocks_mask_marker(device) -> torch.Tensor:

@@ -18,6 +18,10 @@ from tqdm.auto import tqdm
 from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.formatting import encode_prompt
 
+# rows decoded together by the stages: on a CPU the matrix products of a decoding step only approach the
+# machine's throughput with many rows (answers/s at 32, 64 and 128 rows: docs/performance.md)
+GENERATION_BATCH = 128
+
 
 @dataclass(frozen=True)
 class Completion:

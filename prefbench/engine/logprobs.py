@@ -135,34 +135,39 @@ def sequence_logprobs(logits: Tensor, input_ids: Tensor, attention_mask: Tensor,
 class _HeadLogProbs(torch.autograd.Function):
     """``log softmax(hidden @ weight.T)[n, targets[n]]`` in float32, ``step`` positions at a time. Only the
     [N] log-sum-exps are kept for the backward pass, which recomputes each chunk's logits: the LM head's
-    [N, V] logits never exist whole, forward or backward. ``weight`` (the frozen output embedding) gets
-    no gradient."""
+    [N, V] logits never exist whole, forward or backward. The product runs in the autocast dtype when
+    autocast is on (backward too, where autocast is off), else in ``hidden``'s. ``weight`` (the frozen
+    output embedding) gets no gradient."""
 
     @staticmethod
     def forward(ctx, hidden: Tensor, weight: Tensor, targets: Tensor, step: int) -> Tensor:
-        out = torch.empty(targets.shape, dtype=_at_least_float32(hidden.dtype), device=hidden.device)
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        h, w = hidden.to(dtype), weight.to(dtype)
+        out = torch.empty(targets.shape, dtype=_at_least_float32(dtype), device=hidden.device)
         lse = torch.empty_like(out)
-        for start in range(0, hidden.shape[0], step):
-            logits = (hidden[start:start + step] @ weight.T).to(out.dtype)
-            lse[start:start + step] = torch.logsumexp(logits, dim=-1)
-            out[start:start + step] = logits.gather(-1, targets[start:start + step, None]).squeeze(-1) - \
-                lse[start:start + step]
-        ctx.save_for_backward(hidden, weight, targets, lse)
-        ctx.step = step
+        with torch.autocast(device, enabled=False):
+            for start in range(0, h.shape[0], step):
+                logits = (h[start:start + step] @ w.T).to(out.dtype)
+                lse[start:start + step] = torch.logsumexp(logits, dim=-1)
+                out[start:start + step] = logits.gather(-1, targets[start:start + step, None]).squeeze(-1) - \
+                    lse[start:start + step]
+        ctx.save_for_backward(h, w, targets, lse)
+        ctx.step, ctx.hidden_dtype = step, hidden.dtype
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        hidden, weight, targets, lse = ctx.saved_tensors
+        h, w, targets, lse = ctx.saved_tensors
         step = ctx.step
-        grad = torch.empty_like(hidden)
-        for start in range(0, hidden.shape[0], step):
+        grad = torch.empty_like(h)
+        for start in range(0, h.shape[0], step):
             g = grad_out[start:start + step].to(lse.dtype)
-            logits = (hidden[start:start + step] @ weight.T).to(lse.dtype)
+            logits = (h[start:start + step] @ w.T).to(lse.dtype)
             grad_logits = (logits - lse[start:start + step, None]).exp_().mul_(-g[:, None])
             grad_logits.scatter_add_(-1, targets[start:start + step, None], g[:, None])
-            grad[start:start + step] = grad_logits.to(weight.dtype) @ weight
-        return grad, None, None, None
+            grad[start:start + step] = grad_logits.to(w.dtype) @ w
+        return grad.to(ctx.hidden_dtype), None, None, None
 
 
 def head_logprobs(hidden: Tensor, weight: Tensor, targets: Tensor, chunk_elements: int = HEAD_CHUNK_ELEMENTS) -> Tensor:

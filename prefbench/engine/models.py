@@ -113,11 +113,12 @@ def load_base_model(name: str, quantization: str = "4bit", device: str | None = 
     """The frozen base model: 4-bit NF4 through bitsandbytes (QLoRA) or full precision (LoRA), computing
     in ``dtype`` (see :func:`compute_dtype`).
 
-    Mixed precision: on a CPU the weights stay float32 (a 4-bit weight dequantizes to float32) and a
-    bfloat16 run multiplies matrices in bfloat16 under autocast (:func:`~prefbench.engine.adapters.adapter_compute`),
-    so the residual stream, norms and softmaxes stay float32: log-probs then differ from a float32 run's by
-    0.008 nats per token on average, where bfloat16 weights and activations throughout differed by 0.02 and
-    by up to 2.9 nats per response (docs/performance.md). On a GPU the weights are in the compute dtype.
+    Mixed precision: on a CPU the weights stay float32 and a bfloat16 run multiplies matrices in bfloat16
+    under autocast (:func:`~prefbench.engine.adapters.adapter_compute`), so the residual stream, norms,
+    softmaxes and the loss stay float32: on the embedded model's real pairs, log-probs then differ from a
+    float32 run's by 0.006 nats per response token and 0.015 per joint-span token on average, where
+    bfloat16 weights and residual stream throughout differed by 0.021 (``perf/precision.py``,
+    docs/performance.md). On a GPU the weights are in the compute dtype.
 
     ``device`` is where the whole model goes (``cuda:N`` for process N of a multi-GPU run, so that
     each process holds its own 4-bit copy); by default the GPU if there is one, else the CPU. Attention
@@ -146,8 +147,29 @@ def load_base_model(name: str, quantization: str = "4bit", device: str | None = 
         _never_repack_4bit_weights(model)
     for p in model.parameters():
         p.requires_grad_(False)
+    _norms_emit_compute_dtype(model)
+    # generation's first step hands the head a strided view (each row's last position); a bfloat16 linear on a
+    # strided 3-D input copies the [V, d] weight once per row (1.5 s for 16 rows on the embedded model)
+    model.get_output_embeddings().register_forward_pre_hook(lambda module, args: tuple(
+        a.contiguous() if isinstance(a, torch.Tensor) else a for a in args))
     model.prefbench_compute_dtype = compute   # read by adapters.adapter_compute
     return model
+
+
+def _norms_emit_compute_dtype(model) -> None:
+    """Under autocast, a normalization layer's output is cast to the autocast dtype once, where every linear
+    layer reading it (a base projection and its LoRA branch, for q, k and v alike) would cast its own copy:
+    the same numbers (autocast casts every matmul input to that dtype) with one cast instead of up to six.
+    The residual stream itself stays in the weights' precision."""
+    def cast(module, args, output):
+        device = output.device.type
+        if torch.is_autocast_enabled(device) and output.is_floating_point():
+            return output.to(torch.get_autocast_dtype(device))
+        return output
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm"):
+            module.register_forward_hook(cast)
 
 
 def _never_repack_4bit_weights(model) -> None:
@@ -196,6 +218,10 @@ def dequantized(model, name: str, dtype: str = "float32"):
 
 def load_inference_model(name: str, quantization: str = "4bit", dtype: str = "float32"):
     """The base model for generation and scoring: a 4-bit base is dequantized once (:func:`dequantized`),
-    since bitsandbytes re-dequantizes every weight on every decoding step."""
+    since bitsandbytes re-dequantizes every weight on every decoding step. Below float32 the weights are
+    stored in the compute dtype, as training's matrix products round them (no master copy is needed
+    without training, and autocast would otherwise cast every weight at every decoding step)."""
     base = load_base_model(name, quantization, dtype=dtype)
-    return dequantized(base, name, dtype) if quantization == "4bit" else base.eval()
+    model = dequantized(base, name, dtype) if quantization == "4bit" else base.eval()
+    compute = compute_dtype_of(model)
+    return model.to(compute) if compute != torch.float32 else model

@@ -73,9 +73,11 @@ def _judgment(gen: dict, baseline: str, baseline_text: str, score: float, baseli
 
 
 def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict,
-             baseline: str = REFERENCE) -> dict:
+             baseline: str = REFERENCE, task=None) -> dict:
     """Judge against ``baseline`` (``reference`` or ``gold``), compute statistics, write
-    ``judgments.jsonl`` and ``results.json``; returns the results."""
+    ``judgments.jsonl`` and ``results.json``; returns the results. With a ``task`` that detects gaming
+    (``task.gaming(prompt, answer)``), every judgment also says how its answer games the task's scorer,
+    whatever the judge."""
     run_dir = Path(run_dir)
     if baseline == REFERENCE:
         reference = {g["id"]: g["response"] for g in load_generations(run_dir, System(REFERENCE))}
@@ -94,6 +96,11 @@ def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], ju
         pairs = [PairJudgment(**{**r["pair"], "slots": tuple(r["pair"]["slots"]), "raw": tuple(r["pair"]["raw"])})
                  for r in rows if "pair" in r]
         meta = {**meta, "judge": {**meta["judge"], "diagnostics": JudgeDiagnostics.from_judgments(pairs).to_json()}}
+    if hasattr(task, "gaming"):
+        by_id = {p.id: p for p in prompts}
+        answers = {(g["system"], g["id"]): g["response"] for s in systems for g in load_generations(run_dir, s)}
+        for r in rows:
+            r["gaming"] = task.gaming(by_id[r["id"]], answers[r["system"], r["id"]])
     write_jsonl(run_dir / "judgments.jsonl", rows)
     results = compute_results(rows, systems, prompts, meta, run_dir, baseline)
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

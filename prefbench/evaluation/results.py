@@ -36,12 +36,21 @@ class _Table:
 
     def __init__(self, rows: list[dict], parents: list[str], columns: list[str], seeds: list[str]):
         shape = (len(seeds), len(parents), len(columns))
-        self.score, self.outcome, self.words, self.baseline_words = (np.full(shape, np.nan) for _ in range(4))
+        self.score, self.outcome, self.words, self.baseline_words, self.gaming = (np.full(shape, np.nan)
+                                                                                  for _ in range(5))
         pi, ci, si = ({v: i for i, v in enumerate(xs)} for xs in (parents, columns, seeds))
         for r in rows:
             at = (si[r["system"]], pi[r["parent"]], ci[r["variant"]])
             self.score[at], self.outcome[at], self.words[at] = r["score"], r["outcome"], r["words"]
             self.baseline_words[at] = r["baseline_words"]
+            if "gaming" in r:
+                self.gaming[at] = float(bool(r["gaming"]))
+
+    def gaming_rate(self) -> dict | None:
+        """Share of the original prompts' answers that game the task's scorer (interval), or None when the
+        task has no detector."""
+        first = self.gaming[:, :, 0]
+        return None if np.isnan(first).any() else self.interval(first).to_json()
 
     def interval(self, values: np.ndarray):
         """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several)."""
@@ -67,7 +76,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     pointwise = meta["judge"]["kind"] == "pointwise"
     against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
     results = {"schema": SCHEMA, **{k: meta[k] for k in ("benchmark", "preset", "model")},
-               **({"arm": meta["arm"]} if meta.get("arm") else {}),
+               **{k: meta[k] for k in ("arm", "data") if meta.get(k)},
                **({"start_model": meta["start_model"]} if meta.get("start_model") else {}), "baseline": baseline,
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
@@ -76,6 +85,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
                                             if has_variants and (pointwise or not against_itself) else None),
                              "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents),
                              "truncated": _truncated(run_dir, [System(REFERENCE)]),
+                             "gaming_rate": ref.gaming_rate(),
                              **({} if against_itself else _win_rate(ref))},
                "systems": [], "comparisons": []}
     outcomes: dict[str, np.ndarray] = {}
@@ -96,6 +106,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             "kl": table.interval(kl).to_json() if kl is not None else None,
             "vs_gold": _vs_gold(gold_rows, [s.name for s in members], parents),
             "truncated": _truncated(run_dir, members),
+            "gaming_rate": table.gaming_rate(),
             "training": [_training(run_dir, s) for s in members],
         })
     comparisons = []

@@ -134,10 +134,15 @@ def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> 
     bench = config["benchmark"]
     meta = {"benchmark": bench["name"], "preset": config["preset"], "model": config["model"],
             "arm": bench.get("data", {}).get("arm"),
+            "data": _read_json(Path(run_dir) / "data" / "summary.json"),
             "params": config["objective_params"], "judge": judge_info(judge),
             **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
     return evaluate(run_dir, systems_for(objectives, seeds), read_eval_prompts(run_dir), judge, meta,
-                    bench.get("eval", {}).get("baseline", "reference"))
+                    bench.get("eval", {}).get("baseline", "reference"), task=get_task(bench["task"]))
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def reevaluate(run_dir: Path, judge_spec: str | None = None) -> dict:

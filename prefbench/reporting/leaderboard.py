@@ -66,13 +66,13 @@ def leaderboard_csv(results: dict) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
     w.writerow(["system", "win_rate", "win_low", "win_high", "wins", "ties", "losses", "lc_win_rate", "mean_score",
-                "mean_length", "robustness_drop", "kl"])
+                "mean_length", "robustness_drop", "kl", "gaming_rate"])
     for row in leaderboard_rows(results):
         rate = row.win_rate
         w.writerow([row.name, *(round(rate[k], 4) if rate else "" for k in ("estimate", "low", "high")),
                     *(row.wtl or ("", "", "")), _rounded(row.entry.get("lc_win_rate")),
                     _rounded(row.estimate("mean_score")), round(row.entry["mean_length"], 2),
-                    _rounded(row.drop and row.drop["estimate"]), _rounded(row.kl)])
+                    _rounded(row.drop and row.drop["estimate"]), _rounded(row.kl), _rounded(row.estimate("gaming_rate"))])
     return buf.getvalue()
 
 
@@ -83,7 +83,9 @@ def _rounded(x: float | None) -> object:
 def leaderboard_text(results: dict) -> str:
     """The leaderboard for the terminal, and the pairwise differences that survive the correction."""
     against = f"win rate vs {results.get('baseline', 'reference')} (95% CI)"
-    lines = [f"{'system':<10}{against:>34}{'W/T/L':>12}{'score':>8}{'words':>7}{'drop':>8}{'KL':>7}"]
+    gaming = any(row.estimate("gaming_rate") is not None for row in leaderboard_rows(results))
+    lines = [f"{'system':<10}{against:>34}{'W/T/L':>12}{'score':>8}{'words':>7}{'drop':>8}{'KL':>7}"
+             + (f"{'gaming':>8}" if gaming else "")]
     for row in leaderboard_rows(results):
         w = row.win_rate
         ci = f"{100 * w['estimate']:.1f}% [{100 * w['low']:.1f}, {100 * w['high']:.1f}]" if w else "(baseline)"
@@ -91,7 +93,9 @@ def leaderboard_text(results: dict) -> str:
         score = f"{row.estimate('mean_score'):.3f}" if row.estimate("mean_score") is not None else DASH
         drop = f"{row.drop['estimate']:+.3f}" if row.drop else DASH
         kl = DASH if row.kl is None else "0" if row.is_reference else f"{row.kl:.2f}"
-        lines.append(f"{row.name:<10}{ci:>34}{wtl:>12}{score:>8}{row.entry['mean_length']:>7.1f}{drop:>8}{kl:>7}")
+        rate = row.estimate("gaming_rate")
+        lines.append(f"{row.name:<10}{ci:>34}{wtl:>12}{score:>8}{row.entry['mean_length']:>7.1f}{drop:>8}{kl:>7}"
+                     + (f"{fmt_number(rate, 1, 100, '%'):>8}" if gaming else ""))
     sig = [c for c in results["comparisons"] if c["significant"]]
     lines.append("")
     lines.append("pairwise differences significant after Holm correction: " +
@@ -108,6 +112,9 @@ def leaderboard_markdown(results: dict) -> str:
     gold = any(row.entry.get("vs_gold") for row in rows)
     if gold:
         header.insert(4, "win rate vs gold (CI)")
+    gaming = any(row.entry.get("gaming_rate") for row in rows)
+    if gaming:
+        header.append("gaming rate (CI)")
     lines = []
     for row in rows:
         s = row.entry
@@ -122,12 +129,17 @@ def leaderboard_markdown(results: dict) -> str:
                       DASH if row.wtl is None else "/".join(str(v) for v in row.wtl),
                       fmt_number(s.get("lc_win_rate"), 1, 100, "%"), fmt_interval(s.get("mean_score")),
                       fmt_number(s.get("mean_length")), fmt_interval(row.drop, signed=True),
-                      "0" if row.is_reference else fmt_interval(s.get("kl"), digits=2)])
+                      "0" if row.is_reference else fmt_interval(s.get("kl"), digits=2),
+                      *([fmt_interval(s.get("gaming_rate"), 100, 1, "%")] if gaming else [])])
     return (table(header, lines, numeric_from=3)
             + f"\n*verdict*: **better**/**worse** than {baseline_phrase(results)} when the win-rate interval excludes 50%, "
               "*n.s.* when it does not. "
               "Win rate counts ties as half. *Robustness drop*: score on original prompts minus the mean over "
-              "variants (positive: less robust). *KL*: KL(policy ‖ reference) per response.\n")
+              "variants (positive: less robust). *KL*: KL(policy ‖ reference) per response."
+            + (" *Gaming rate*: share of answers that satisfy the task's scorer without answering (keyword dumps, "
+               "minimal answers, restated instructions, repeated lines, lexicon stuffing), which the gold score "
+               "discounts to a quarter; a rising rate means an objective learned to game the scorer."
+               if gaming else "") + "\n")
 
 
 def _setup_text(s: dict) -> str:

@@ -103,6 +103,11 @@ def _training_data(results: dict) -> str:
     arm = results.get("arm")
     meaning = ": response-span objectives train on conditional pairs (one instruction, two answers), joint-span " \
               "objectives (jpo, sft_jpo) on conditional and joint (cross-instruction) pairs" if arm == "matched" else ""
+    data = results.get("data") or {}
+    if data.get("truncated_samples") is not None:
+        fate = "paired without an end-of-turn token" if data["truncated_samples_paired"] else "left out of the pairs"
+        meaning += (f". Of the reference's {data['samples']} samples for the pairs, {data['truncated_samples']} "
+                    f"({data['truncated_share']:.0%}) were cut at the generation limit and {fate}")
     note = (f"\nData arm **{arm}**{meaning}. " if arm else "\n") + (
         "Every objective takes the same optimizer steps with the same pairs per step; tokens seen count both "
         "sides of every pair, for the first seed. *Eval answers cut off*: share of the system's eval answers "

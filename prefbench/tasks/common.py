@@ -9,6 +9,12 @@ Gate (applied by every task before its own score):
   3-gram occurring ``MAX_TRIGRAM_REPEATS`` times or more, unless it is made only of function words
   (so a templated list like "- It is a ..." is not a loop, but "I love coffee. I love coffee. I
   love coffee." is). These catch sampling loops and reward hacks that pile up a word.
+- **gaming** -> ``GAMING_FACTOR`` (0.25) of the score: an answer that satisfies a scorer without
+  answering (:func:`gaming_kinds`): fewer than ``MIN_ANSWER_WORDS`` words (*minimal*); words with no
+  sentence around them, a run of keywords (*keyword dump*: no function word, or under
+  ``MIN_FUNCTION_SHARE`` of the tokens of a longer one); talk about the instruction instead of the topic
+  (*restates instruction*: ``META_WORDS`` make up ``MAX_META_SHARE`` or more of the content words);
+  the same line twice (*repeated lines*). A task may add its own kinds (sentiment: lexicon stuffing).
 - **on-topic**: some token, after light stemming (plurals, -ing, -ed), equals a topic keyword or a
   content word of the topic's name (multi-word keywords match consecutive tokens). An off-topic
   answer keeps only ``OFF_TOPIC_FACTOR`` of its score, so satisfying the format with filler never
@@ -35,6 +41,10 @@ FREQ_MIN_TOKENS = 6        # below this, one repeated "the" is ordinary prose, n
 MAX_WORD_SHARE = 0.4
 MAX_TRIGRAM_REPEATS = 3
 OFF_TOPIC_FACTOR = 0.25
+GAMING_FACTOR = 0.25
+MIN_ANSWER_WORDS = 4
+MIN_FUNCTION_SHARE = 0.1
+MAX_META_SHARE = 0.3
 EVAL_FRACTION = 1 / 3
 SPLITS = ("train", "eval")
 
@@ -46,6 +56,14 @@ FUNCTION_WORDS = frozenset(
     "these those there their they them he she his her we our you your i my me not no so if than then "
     "very also can will would should do does did has have had about into over under set".split()
 )
+
+
+# Words that talk about an instruction or an answer's form rather than about a topic.
+META_WORDS = tuple((
+    "answer answers instruction instructions constraint constraints request response reply format word words "
+    "sentence sentences bullet bullets point points comma commas title phrase exactly least most limit "
+    "require required requirement task prompt follow following write written"
+).split())
 
 
 def words(text: str) -> list[str]:
@@ -71,6 +89,9 @@ def stem(word: str) -> str:
     return w
 
 
+META_STEMS = frozenset(stem(w) for w in META_WORDS)
+
+
 def is_degenerate(text: str) -> bool:
     """See the module docstring; empty text counts as degenerate too."""
     tokens = [w.lower() for w in words(text)]
@@ -80,6 +101,27 @@ def is_degenerate(text: str) -> bool:
         return True
     trigrams = Counter(zip(tokens, tokens[1:], tokens[2:]))
     return any(n >= MAX_TRIGRAM_REPEATS and not set(g) <= FUNCTION_WORDS for g, n in trigrams.items())
+
+
+def gaming_kinds(text: str) -> list[str]:
+    """The ways ``text`` games a scorer instead of answering (see the module docstring); empty for an answer."""
+    tokens = [w.lower() for w in words(text)]
+    if not tokens:
+        return []
+    kinds = []
+    if len(tokens) < MIN_ANSWER_WORDS:
+        kinds.append("minimal")
+    function = sum(t in FUNCTION_WORDS for t in tokens)
+    if len(tokens) >= 3 and (function == 0 or (len(tokens) >= 8 and function < MIN_FUNCTION_SHARE * len(tokens))):
+        kinds.append("keyword_dump")
+    content = [stem(t) for t in tokens if t not in FUNCTION_WORDS]
+    meta = sum(c in META_STEMS for c in content)
+    if meta >= 2 and meta >= MAX_META_SHARE * len(content):
+        kinds.append("restates_instruction")
+    lines = Counter(" ".join(words(line.lower())) for line in text.splitlines() if len(words(line)) >= 2)
+    if any(n > 1 for n in lines.values()):
+        kinds.append("repeated_lines")
+    return kinds
 
 
 @dataclass(frozen=True)
@@ -102,14 +144,16 @@ def on_topic(text: str, terms: Iterable[str]) -> bool:
     return any(f" {' '.join(stem(w) for w in words(term))} " in joined for term in terms if words(term))
 
 
-def gate(text: str, terms: Iterable[str]) -> tuple[float, dict[str, bool]]:
-    """The factor a task's raw score is multiplied by, and why: 0 if empty or degenerate,
-    ``OFF_TOPIC_FACTOR`` if off topic, else 1."""
+def gate(text: str, terms: Iterable[str], extra_gaming: Iterable[str] = ()) -> tuple[float, dict[str, Any]]:
+    """The factor a task's raw score is multiplied by, and why: 0 if empty or degenerate, else
+    ``OFF_TOPIC_FACTOR`` if off topic and ``GAMING_FACTOR`` if gaming (both when both). ``extra_gaming``:
+    the task's own gaming kinds found in ``text``."""
     empty = not words(text)
     degenerate = empty or is_degenerate(text)
     topical = not empty and on_topic(text, terms)
-    factor = 0.0 if degenerate else 1.0 if topical else OFF_TOPIC_FACTOR
-    return factor, {"empty": empty, "degenerate": degenerate, "on_topic": topical}
+    gaming = [] if empty else gaming_kinds(text) + list(extra_gaming)
+    factor = 0.0 if degenerate else (1.0 if topical else OFF_TOPIC_FACTOR) * (GAMING_FACTOR if gaming else 1.0)
+    return factor, {"empty": empty, "degenerate": degenerate, "on_topic": topical, "gaming": gaming}
 
 
 def split_topics(task: str, topics: Iterable[Topic], split: str) -> list[Topic]:

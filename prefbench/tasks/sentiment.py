@@ -6,15 +6,16 @@ positive text, so the objective has to move the model towards positivity without
 Score (exact)::
 
     raw   = (compound + 1) / 2            VADER compound polarity in [-1, 1] mapped to [0, 1]
-    raw   = min(raw, 0.5)                 if more than SALAD_SHARE of the words are sentiment-lexicon
-                                          words (a pile of "great amazing wonderful" is not a review)
     score = gate × min(1, words / MIN_WORDS) × raw
 
 ``gate`` comes from :mod:`prefbench.tasks.common` (shared with ifeval-lite): 0 for an empty or
 degenerate answer (a repeated word or looping phrase), ``OFF_TOPIC_FACTOR`` (0.25) if the answer
-never mentions the subject or one of its keywords, else 1. The length floor scales answers shorter
-than ``MIN_WORDS`` words down, so "Great!" cannot win. A lexicon reward stays gameable at the
-margin; read it next to the KL to the reference, as the report does.
+never mentions the subject or one of its keywords, ``GAMING_FACTOR`` (0.25) for an answer that games
+the reward instead of reviewing: the shared kinds (minimal, keyword dump, restated instruction,
+repeated lines) and *lexicon stuffing*, more than ``SALAD_SHARE`` of the words from the sentiment
+lexicon (a pile of "great amazing wonderful" is not a review). The length floor scales answers
+shorter than ``MIN_WORDS`` words down. A lexicon reward stays gameable at the margin; read it next to
+the KL to the reference and the gaming rate, as the report does.
 
 Paraphrase variants use request wordings (``HELD_OUT_REQUESTS``) never used for train or eval
 originals. Subjects are split into train/eval by topic, like ifeval-lite.
@@ -119,15 +120,12 @@ class Sentiment(TopicTask):
         return rng.choice(HELD_OUT_REQUESTS).format(topic=prompt.meta["topic"], audience=prompt.meta["audience"])
 
     def score_details(self, prompt: TaskPrompt, response: str) -> dict[str, Any]:
-        factor, flags = gate(response, prompt.meta["terms"])
         analyzer = _analyzer()
-        compound = analyzer.polarity_scores(response)["compound"]
         tokens = [w.lower() for w in words(response)]
         lexicon_share = sum(w in analyzer.lexicon for w in tokens) / len(tokens) if tokens else 0.0
-        raw = (compound + 1) / 2
         salad = lexicon_share > SALAD_SHARE
-        if salad:
-            raw = min(raw, 0.5)
+        factor, flags = gate(response, prompt.meta["terms"], ["lexicon_stuffing"] if salad else [])
+        compound = analyzer.polarity_scores(response)["compound"]
         length_factor = min(1.0, len(tokens) / MIN_WORDS)
-        return {"score": factor * length_factor * raw, "compound": compound, "gate": factor, **flags,
+        return {"score": factor * length_factor * (compound + 1) / 2, "compound": compound, "gate": factor, **flags,
                 "length_factor": length_factor, "lexicon_share": lexicon_share, "word_salad": salad}

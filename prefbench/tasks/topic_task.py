@@ -32,3 +32,7 @@ class TopicTask(ABC):
 
     def score(self, prompt: TaskPrompt, response: str) -> float:
         return self.score_details(prompt, response)["score"]
+
+    def gaming(self, prompt: TaskPrompt, response: str) -> list[str]:
+        """How ``response`` games the task's scorer instead of answering (empty: it answers)."""
+        return self.score_details(prompt, response)["gaming"]
