@@ -28,6 +28,7 @@ import time
 VARIANTS = {
     "engine default": ("bfloat16", True, True, 0.0, False, 1024),
     "one forward per step": ("bfloat16", True, True, 0.0, False, 0),
+    "forwards of 512 tokens": ("bfloat16", True, True, 0.0, False, 512),
     "no prefix sharing": ("bfloat16", True, False, 0.0, False, 1024),
     "padded batch": ("bfloat16", False, False, 0.0, False, 0),
     "float32": ("float32", True, True, 0.0, False, 1024),
