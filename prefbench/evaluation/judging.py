@@ -31,10 +31,22 @@ def judge_info(judge) -> dict:
 
 
 def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, baseline_name: str,
-                  baseline: dict[str, str]) -> list[dict]:
+                  baseline: dict[str, str], task=None) -> list[dict]:
     """One judgment per (system, prompt in ``baseline``): the answer's score and its outcome against the
-    baseline's text for that prompt (the reference model's answers, or gold responses)."""
+    baseline's text for that prompt (the reference model's answers, or gold responses), whether the answer
+    ended, and, with a ``task`` that detects gaming, how it games the task's scorer (whatever the judge)."""
     by_id = {p.id: p for p in prompts}
+
+    def _judgment(gen: dict, baseline_text: str, score: float, baseline_score: float, outcome: float) -> dict:
+        row = {"system": gen["system"], "baseline": baseline_name, "id": gen["id"], "parent": gen["parent"],
+               "variant": gen["variant"], "score": score, "baseline_score": baseline_score, "outcome": outcome,
+               "words": gen["words"], "baseline_words": len(baseline_text.split())}
+        if "finished" in gen:
+            row["finished"] = gen["finished"]
+        if hasattr(task, "gaming"):
+            row["gaming"] = task.gaming(by_id[gen["id"]], gen["response"])
+        return row
+
     ids = [p.id for p in prompts if p.id in baseline]
     gens = {s.name: {g["id"]: g for g in load_generations(run_dir, s)} for s in systems}
     rows: list[dict] = []
@@ -43,7 +55,7 @@ def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt
         keys = [(name, i) for name in gens for i in ids]
         for (name, i), score in zip(keys, judge.score_many([(by_id[i], gens[name][i]["response"]) for name, i in keys])):
             same = gens[name][i]["response"] == baseline[i]
-            rows.append(_judgment(gens[name][i], baseline_name, baseline[i], score, base[i],
+            rows.append(_judgment(gens[name][i], baseline[i], score, base[i],
                                   0.5 if same else score_outcome(score, base[i])))
         return rows
     cache = JudgmentCache(Path(run_dir) / "judge_cache.jsonl")  # pairwise: both orders, identical answers tie
@@ -51,7 +63,7 @@ def judge_against(run_dir: Path, systems: list[System], prompts: list[TaskPrompt
         # chat-message prompts (hh-helpful) are shown to the judge as a transcript
         items = [(prompt_text(by_id[i].text), gens[name][i]["response"], baseline[i]) for i in ids]
         for i, j in zip(ids, judge_many(judge, items, cache)):
-            rows.append({**_judgment(gens[name][i], baseline_name, baseline[i], j.score, 1 - j.score, j.score),
+            rows.append({**_judgment(gens[name][i], baseline[i], j.score, 1 - j.score, j.score),
                          "pair": j.to_json()})
     return rows
 
@@ -65,42 +77,28 @@ def gold_responses(prompts: list[TaskPrompt], variants: bool = False) -> dict[st
     return {p.id: p.meta["gold"] for p in (prompts if variants else originals)}
 
 
-def _judgment(gen: dict, baseline: str, baseline_text: str, score: float, baseline_score: float, outcome: float
-              ) -> dict:
-    return {"system": gen["system"], "baseline": baseline, "id": gen["id"], "parent": gen["parent"],
-            "variant": gen["variant"], "score": score, "baseline_score": baseline_score, "outcome": outcome,
-            "words": gen["words"], "baseline_words": len(baseline_text.split())}
-
-
 def evaluate(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], judge, meta: dict,
              baseline: str = REFERENCE, task=None) -> dict:
     """Judge against ``baseline`` (``reference`` or ``gold``), compute statistics, write
-    ``judgments.jsonl`` and ``results.json``; returns the results. With a ``task`` that detects gaming
-    (``task.gaming(prompt, answer)``), every judgment also says how its answer games the task's scorer,
-    whatever the judge."""
+    ``judgments.jsonl`` and ``results.json``; returns the results (``task``: see :func:`judge_against`)."""
     run_dir = Path(run_dir)
     if baseline == REFERENCE:
         reference = {g["id"]: g["response"] for g in load_generations(run_dir, System(REFERENCE))}
-        rows = judge_against(run_dir, systems, prompts, judge, REFERENCE, reference)
+        rows = judge_against(run_dir, systems, prompts, judge, REFERENCE, reference, task)
         gold = gold_responses(prompts)
         if gold:
-            rows += judge_against(run_dir, systems, prompts, judge, "gold", gold)
+            rows += judge_against(run_dir, systems, prompts, judge, "gold", gold, task)
     elif baseline == "gold":
         gold = gold_responses(prompts, variants=True)
         if not gold:
             raise ValueError("baseline 'gold' needs a gold response (meta['gold']) on every eval prompt")
-        rows = judge_against(run_dir, systems, prompts, judge, "gold", gold)
+        rows = judge_against(run_dir, systems, prompts, judge, "gold", gold, task)
     else:
         raise ValueError(f"baseline must be 'reference' or 'gold', got {baseline!r}")
     if not hasattr(judge, "score_many"):
         pairs = [PairJudgment(**{**r["pair"], "slots": tuple(r["pair"]["slots"]), "raw": tuple(r["pair"]["raw"])})
                  for r in rows if "pair" in r]
         meta = {**meta, "judge": {**meta["judge"], "diagnostics": JudgeDiagnostics.from_judgments(pairs).to_json()}}
-    if hasattr(task, "gaming"):
-        by_id = {p.id: p for p in prompts}
-        answers = {(g["system"], g["id"]): g["response"] for s in systems for g in load_generations(run_dir, s)}
-        for r in rows:
-            r["gaming"] = task.gaming(by_id[r["id"]], answers[r["system"], r["id"]])
     write_jsonl(run_dir / "judgments.jsonl", rows)
     results = compute_results(rows, systems, prompts, meta, run_dir, baseline)
     atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

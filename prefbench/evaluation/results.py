@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from prefbench.evaluation.systems import REFERENCE, System, generations_path, kl_path, load_generations
+from prefbench.evaluation.systems import REFERENCE, System, kl_path
 from prefbench.stats import (
     StatsError,
     hierarchical_mean_ci,
@@ -36,8 +36,8 @@ class _Table:
 
     def __init__(self, rows: list[dict], parents: list[str], columns: list[str], seeds: list[str]):
         shape = (len(seeds), len(parents), len(columns))
-        self.score, self.outcome, self.words, self.baseline_words, self.gaming = (np.full(shape, np.nan)
-                                                                                  for _ in range(5))
+        self.score, self.outcome, self.words, self.baseline_words, self.gaming, self.cut = (
+            np.full(shape, np.nan) for _ in range(6))
         pi, ci, si = ({v: i for i, v in enumerate(xs)} for xs in (parents, columns, seeds))
         for r in rows:
             at = (si[r["system"]], pi[r["parent"]], ci[r["variant"]])
@@ -45,6 +45,13 @@ class _Table:
             self.baseline_words[at] = r["baseline_words"]
             if "gaming" in r:
                 self.gaming[at] = float(bool(r["gaming"]))
+            if "finished" in r:
+                self.cut[at] = float(not r["finished"])
+
+    def truncated(self) -> float | None:
+        """Share of the answers (robustness variants included) cut at the generation limit rather than ended
+        by the model; None for judgments of generations written before answers carried the flag."""
+        return None if np.isnan(self.cut).all() else float(np.nanmean(self.cut))
 
     def gaming_rate(self) -> dict | None:
         """Share of the original prompts' answers that game the task's scorer (interval), or None when the
@@ -84,7 +91,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
                              "robustness": (ref.robustness(columns, not against_itself)
                                             if has_variants and (pointwise or not against_itself) else None),
                              "vs_gold": _vs_gold(gold_rows, [REFERENCE], parents),
-                             "truncated": _truncated(run_dir, [System(REFERENCE)]),
+                             "truncated": ref.truncated(),
                              "gaming_rate": ref.gaming_rate(),
                              **({} if against_itself else _win_rate(ref))},
                "systems": [], "comparisons": []}
@@ -105,7 +112,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             "robustness": table.robustness(columns, True) if has_variants else None,
             "kl": table.interval(kl).to_json() if kl is not None else None,
             "vs_gold": _vs_gold(gold_rows, [s.name for s in members], parents),
-            "truncated": _truncated(run_dir, members),
+            "truncated": table.truncated(),
             "gaming_rate": table.gaming_rate(),
             "training": [_training(run_dir, s) for s in members],
         })
@@ -181,11 +188,3 @@ def _training(run_dir: Path, system: System) -> dict:
         steps = read_jsonl(metrics)
         entry.update(steps=len(steps), tokens_seen=int(sum(r.get("tokens", 0) for r in steps)))
     return entry
-
-
-def _truncated(run_dir: Path, members: list[System]) -> float | None:
-    """Share of the systems' eval answers (robustness variants included) cut at the generation limit rather
-    than ended by the model; None for generations written before completions carried the flag."""
-    flags = [g["finished"] for s in members if generations_path(run_dir, s).exists()
-             for g in load_generations(run_dir, s) if "finished" in g]
-    return None if not flags else 1 - sum(flags) / len(flags)
