@@ -7,7 +7,8 @@ each in its own process and in rotating order over ``--rounds``:
     .venv/bin/python perf/generation.py [--prompts 200] [--rounds 3]
 
 Prints answers/s (median over rounds), generated tokens/s, peak RSS, and how many answers differ from
-the first setting's (the reference: float32, as the stage decoded before).
+the first setting's: transformers' own greedy ``generate`` in float32, 32 prompts per batch (the stage's
+decoding before prefbench's loop, which drops ended rows and computes the shared system turn once).
 """
 
 from __future__ import annotations
@@ -20,13 +21,12 @@ import subprocess
 import sys
 import time
 
-# name -> (compute dtype, prompts per batch); "x32": 32 prompts per batch
+# name -> (compute dtype, rows per batch, decoding loop); "x32": 32 rows per batch
 SETTINGS = {
-    "float32 x32 (before)": ("float32", 32),
-    "float32 x64": ("float32", 64),
-    "bfloat16 x32": ("bfloat16", 32),
-    "bfloat16 x64": ("bfloat16", 64),
-    "bfloat16 x128": ("bfloat16", 128),
+    "transformers float32 x32": ("float32", 32, "transformers"),
+    "transformers bfloat16 x128": ("bfloat16", 128, "transformers"),
+    "prefbench float32 x128": ("float32", 128, "prefbench"),
+    "prefbench bfloat16 x128": ("bfloat16", 128, "prefbench"),
 }
 
 
@@ -41,19 +41,46 @@ def run_setting(name: str, n: int) -> dict:
     from prefbench.engine.generation import GenerationSettings, generate
     from prefbench.engine.models import EMBEDDED, load_inference_model, load_tokenizer
 
-    dtype, batch = SETTINGS[name]
+    dtype, batch, loop = SETTINGS[name]
     prompts = eval_prompts(n)
     tokenizer = load_tokenizer(EMBEDDED)
     model = load_inference_model(EMBEDDED, "4bit", dtype)
+    decode = generate if loop == "prefbench" else transformers_generate
     settings = GenerationSettings(max_new_tokens=48, batch_size=batch)
-    generate(model, tokenizer, prompts[:batch], settings)   # warm-up
+    decode(model, tokenizer, prompts[:batch], settings)   # warm-up
     t0 = time.perf_counter()
-    answers = generate(model, tokenizer, prompts, settings)
+    answers = [a if isinstance(a, str) else a[0].text for a in decode(model, tokenizer, prompts, settings)]
     seconds = time.perf_counter() - t0
-    tokens = sum(len(tokenizer(a[0].text)["input_ids"]) for a in answers)
+    tokens = sum(len(tokenizer(a)["input_ids"]) for a in answers)
     return {"setting": name, "answers_per_s": len(prompts) / seconds, "tokens_per_s": tokens / seconds,
-            "seconds": seconds, "answers": [a[0].text for a in answers],
+            "seconds": seconds, "answers": answers,
             "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
+
+
+def transformers_generate(model, tokenizer, prompts: list[str], settings) -> list[str]:
+    """Greedy answers from transformers' ``generate``: length-sorted, left-padded batches of
+    ``settings.batch_size`` prompts under the model's compute dtype, as the stage decoded before."""
+    import torch
+
+    from prefbench.engine.adapters import adapter_compute
+    from prefbench.engine.formatting import encode_prompt
+
+    encoded = [encode_prompt(tokenizer, p) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
+    out = [""] * len(prompts)
+    pad = tokenizer.pad_token_id
+    for start in range(0, len(order), settings.batch_size):
+        idx = order[start:start + settings.batch_size]
+        width = max(len(encoded[i]) for i in idx)
+        ids = torch.tensor([[pad] * (width - len(encoded[i])) + encoded[i] for i in idx])
+        mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in idx])
+        with torch.inference_mode(), adapter_compute(model):
+            tokens = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=settings.max_new_tokens,
+                                    do_sample=False, temperature=None, top_p=None, top_k=None, pad_token_id=pad,
+                                    eos_token_id=tokenizer.eos_token_id)
+        for i, text in zip(idx, tokenizer.batch_decode(tokens[:, width:], skip_special_tokens=True)):
+            out[i] = text.strip()
+    return out
 
 
 def main() -> None:

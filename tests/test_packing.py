@@ -116,3 +116,41 @@ def test_head_log_probs_and_their_gradient_equal_a_direct_log_softmax():
     (grad,) = torch.autograd.grad(got, hidden, upstream)
     (grad_want,) = torch.autograd.grad(want, hidden, upstream)
     torch.testing.assert_close(grad, grad_want, rtol=0, atol=1e-12)
+
+
+def system_turn_pairs(common=(7, 8, 9)):
+    """:func:`pairs` with every sequence opening with the same tokens (a chat template's system turn), one
+    pair's instruction being nothing else."""
+    chosen, rejected = pairs()
+    g = torch.Generator().manual_seed(2)
+    with_common = lambda side: [(list(common) + ids, [0] * len(common) + mask) for ids, mask in side]  # noqa: E731
+    bare = sequence(g, list(common), 3), sequence(g, list(common), 2)
+    return with_common(chosen) + [bare[0]], with_common(rejected) + [bare[1]]
+
+
+def test_a_start_every_sequence_shares_is_computed_once_with_the_same_log_probs_and_gradients(model):
+    chosen, rejected = system_turn_pairs()
+    shared, separate = pack(chosen, rejected, joint=True), pack(chosen, rejected, joint=True, share_prefixes=False)
+    # the 3 common tokens open the row once; the conditional pairs' instructions (3 + 5, 3 + 7, 3) once per pair
+    assert shared.blocks[0] == attention.Block(0, 3)
+    assert shared.length == separate.length - 3 * (len(chosen) + len(rejected) - 1) - 5 - 7
+    assert shared.shared_pairs == 3
+    with torch.no_grad():
+        got, want = packed_sequence_logprobs(model, shared), padded(model, chosen, rejected)
+    for field in ("response_logps", "joint_logps"):
+        torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=0, atol=1e-10)
+
+    def grads(batch_fn):
+        model.zero_grad()
+        out = batch_fn()
+        (out.response_logps.sum() + 0.5 * out.joint_logps.sum()).backward()
+        return {n: p.grad.clone() for n, p in model.named_parameters() if n != "lm_head.weight"}
+
+    model.train()
+    try:
+        packed = grads(lambda: packed_sequence_logprobs(model, shared))
+        reference = grads(lambda: padded(model, chosen, rejected))
+    finally:
+        model.eval()
+    for name, g in reference.items():
+        torch.testing.assert_close(packed[name], g, rtol=1e-6, atol=1e-6, msg=name)

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from prefbench.engine.generation import GENERATION_BATCH, GenerationSettings, generate
+from prefbench.engine.generation import GenerationSettings, generate
 from prefbench.engine.models import (
     compute_dtype,
     default_device,
@@ -42,7 +42,7 @@ from prefbench.util.runs import cache_root
 log = logging.getLogger("prefbench")
 
 DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
-_VERSION = 4  # bump when pairing or sampling changes, so old caches are not reused (4: finished flags)
+_VERSION = 5  # bump when pairing or sampling changes, so old caches are not reused (5: per-row streams)
 
 
 class Answer(NamedTuple):
@@ -127,8 +127,7 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         tokenizer = tokenizer or load_tokenizer(model)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
-                                      num_samples=spec.data.samples_per_prompt, seed=seed,
-                                      batch_size=max(1, GENERATION_BATCH // spec.data.samples_per_prompt))
+                                      num_samples=spec.data.samples_per_prompt, seed=seed)
         completions = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
         answers = [[Answer(c.text, task.score(p, c.text), c.finished) for c in cs]
                    for p, cs in zip(prompts, completions)]

@@ -2,9 +2,11 @@
 padding; and shared prefixes, so a conditional pair's instruction is computed once for both answers.
 
 A training forward puts its sequences side by side in one row. Each :class:`Block` is a run of
-queries that attend causally to themselves and, optionally, to an earlier run of the row (their
-shared prefix): a conditional pair ``(x, y_w, y_l)`` is laid out as ``[x y_w][y_l]`` with the second
-block's prefix ``x``, so ``y_l`` sees ``x`` as if it followed it, and ``x`` goes through the model once.
+queries that attend causally to themselves and fully to earlier runs of the row (their shared
+prefixes): the instruction start every sequence of the row has in common (a chat template's system
+turn) is laid out once at the row's start; a conditional pair ``(x, y_w, y_l)`` is laid out as
+``[x y_w][y_l]`` with the second block's prefixes that common start and the rest of ``x``, so ``y_l``
+sees ``x`` as if it followed it, and ``x`` goes through the model once.
 
 The function is registered as a transformers attention implementation. Called with ``blocks`` it
 does the above; called without (a padded batch with a mask: generation, scoring) it is exactly SDPA.
@@ -26,14 +28,17 @@ NAME = "prefbench_blocks"
 
 @dataclass(frozen=True)
 class Block:
-    """Queries ``[start, start + length)`` of the row attend causally to themselves and fully to the
-    ``prefix_length`` keys at ``[prefix_start, prefix_start + prefix_length)``. The blocks of a row tile it
-    in order, and a prefix is the start of an earlier block."""
+    """Queries ``[start, start + length)`` of the row attend causally to themselves and fully to the keys of
+    each ``(start, length)`` of ``prefixes``, in that order. The blocks of a row tile it in order, and a
+    prefix is the start of an earlier block."""
 
     start: int
     length: int
-    prefix_start: int = 0
-    prefix_length: int = 0
+    prefixes: tuple[tuple[int, int], ...] = ()
+
+    @property
+    def prefix_length(self) -> int:
+        return sum(length for _, length in self.prefixes)
 
 
 def block_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
@@ -61,10 +66,9 @@ def _attend(blocks: tuple[Block, ...], query, key, value, scaling, gqa: bool) ->
     index = {b.start: i for i, b in enumerate(blocks)}
     outputs = []
     for b, q, k, v in zip(blocks, queries, keys, values):
-        if b.prefix_length:   # the first tokens of an earlier block (a shared instruction)
-            at = index[b.prefix_start]
-            k = torch.cat([keys[at][:, :, :b.prefix_length], k], dim=2)
-            v = torch.cat([values[at][:, :, :b.prefix_length], v], dim=2)
+        if b.prefixes:   # the first tokens of earlier blocks (a shared instruction)
+            k = torch.cat([keys[index[at]][:, :, :n] for at, n in b.prefixes] + [k], dim=2)
+            v = torch.cat([values[index[at]][:, :, :n] for at, n in b.prefixes] + [v], dim=2)
             outputs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=_prefix_mask(b.length, b.prefix_length,
                                                                                            q.device),
                                                           scale=scaling, enable_gqa=gqa))

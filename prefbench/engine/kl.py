@@ -3,8 +3,13 @@
 For a response y sampled from π given x, the sequence KL is E_y[Σ_t log π(y_t|·) − log π_ref(y_t|·)].
 Replacing each sampled-token term by the full-vocabulary KL at that position,
 Σ_t KL(π(·|x, y<t) ‖ π_ref(·|x, y<t)), keeps the expectation (the prefixes are still policy samples)
-and removes the variance of the sampled token, so a handful of samples per prompt suffices. The
-reference is the same model with the adapter disabled, as in training.
+and removes the variance of the sampled token, so a handful of samples per prompt suffices.
+
+π's distributions are the ones each token was drawn from, kept by generation
+(``GenerationSettings(keep_logits=True)``); π_ref's come from one forward of the reference (the base
+model, the adapter's starting point) over the prompt and the sampled token ids, in packed rows that
+compute the shared system turn once. A sample cut at the token limit has no end-of-turn token, and no
+term for one.
 """
 
 from __future__ import annotations
@@ -12,37 +17,30 @@ from __future__ import annotations
 import torch
 
 from prefbench.engine.adapters import adapter_compute
-from prefbench.engine.formatting import collate, encode
+from prefbench.engine.formatting import encode_prompt
 from prefbench.engine.generation import Completion
-from prefbench.engine.logprobs import position_ids_for
+from prefbench.engine.logprobs import packed_hidden
+from prefbench.engine.packing import pack
 
 
-def _forward_logits(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                 position_ids=position_ids_for(batch["attention_mask"]), use_cache=False).logits
-
-
-def response_kl(policy, reference, tokenizer, prompts: list, responses: list[Completion], batch_size: int = 8,
-                chunk_size: int = 64) -> list[float]:
-    """Σ over response tokens of the full-vocabulary KL(π ‖ π_ref), one value (nats) per response. A response
-    cut at the token limit has no end-of-turn token, so it adds no KL term for one."""
+def response_kl(reference, tokenizer, prompts: list, samples: list[Completion], batch_size: int = 8) -> list[float]:
+    """Σ over each sample's tokens of KL(π ‖ π_ref) at that position, in nats, one value per sample; every
+    sample must carry the logits it was drawn from."""
     out: list[float] = []
-    with torch.inference_mode():
+    with torch.inference_mode(), adapter_compute(reference):
         for start in range(0, len(prompts), batch_size):
-            encoded = [encode(tokenizer, p, r.text, ends=r.finished)
-                       for p, r in zip(prompts[start:start + batch_size], responses[start:start + batch_size])]
-            batch = {k: v.to(policy.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
-            with adapter_compute(policy):
-                logits_p = _forward_logits(policy, batch)[:, :-1]
-            with adapter_compute(reference):
-                logits_q = _forward_logits(reference, batch)[:, :-1]
-            # position t predicts token t+1: score positions whose *next* token is a response token
-            mask = (batch["response_mask"][:, 1:] * batch["attention_mask"][:, 1:]).bool()
-            total = torch.zeros(mask.shape[0], dtype=torch.float64, device=mask.device)
-            for c in range(0, mask.shape[1], chunk_size):
-                logp = torch.log_softmax(logits_p[:, c:c + chunk_size].float(), -1)
-                logq = torch.log_softmax(logits_q[:, c:c + chunk_size].float(), -1)
-                kl = (logp.exp() * (logp - logq)).sum(-1)
-                total += torch.where(mask[:, c:c + chunk_size], kl, torch.zeros_like(kl)).sum(-1).double()
-            out += total.clamp_min(0).tolist()
+            chunk = samples[start:start + batch_size]
+            sequences = []
+            for prompt, sample in zip(prompts[start:start + batch_size], chunk):
+                if sample.logits is None or len(sample.logits) != len(sample.ids):
+                    raise ValueError("response_kl needs samples generated with keep_logits=True")
+                ids = encode_prompt(tokenizer, prompt)
+                sequences.append((ids + list(sample.ids), [0] * len(ids) + [1] * len(sample.ids)))
+            batch = pack(sequences, [], joint=False).to(reference.device)
+            hidden, head = packed_hidden(reference, batch)
+            sequence_of, token = batch.response      # each sequence's tokens, in order
+            for k, sample in enumerate(chunk):
+                logq = torch.log_softmax((hidden[token[sequence_of == k]] @ head.T).float(), -1)
+                logp = torch.log_softmax(sample.logits.to(logq.device).float(), -1)
+                out.append(max(0.0, float((logp.exp() * (logp - logq)).sum(dtype=torch.float64))))
     return out

@@ -179,12 +179,9 @@ def packed_sequence_logprobs(model, batch: PackedBatch) -> SequenceLogProbs:
     """Both spans' statistics (the joint span only when the batch scored it; NaN otherwise) for the
     sequences of a packed batch, from one decoder forward (any Hugging Face causal LM whose logits are
     its LM head applied to the last hidden state; PEFT-wrapped too, adapters included)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
     device = batch.input_ids.device
-    hidden = base.get_decoder()(input_ids=batch.input_ids, position_ids=batch.position_ids,
-                                attention_mask=blocks_mask_marker(device), blocks=batch.blocks,
-                                use_cache=False).last_hidden_state[0]
-    logps = head_logprobs(hidden[batch.pred_index], base.get_output_embeddings().weight, batch.target)
+    hidden, head = packed_hidden(model, batch)
+    logps = head_logprobs(hidden, head, batch.target)
 
     def sums(members: tuple[Tensor, Tensor] | None) -> tuple[Tensor, Tensor]:
         if members is None:
@@ -195,6 +192,16 @@ def packed_sequence_logprobs(model, batch: PackedBatch) -> SequenceLogProbs:
         return total, torch.bincount(seq, minlength=batch.n_sequences)
 
     return SequenceLogProbs(*sums(batch.response), *sums(batch.joint))
+
+
+def packed_hidden(model, batch: PackedBatch) -> tuple[Tensor, Tensor]:
+    """The final hidden states [N, d] that predict the batch's scored tokens, from one decoder forward over
+    its row, and the LM head's weight [V, d] that turns them into logits."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = base.get_decoder()(input_ids=batch.input_ids, position_ids=batch.position_ids,
+                                attention_mask=blocks_mask_marker(batch.input_ids.device), blocks=batch.blocks,
+                                use_cache=False).last_hidden_state[0]
+    return hidden[batch.pred_index], base.get_output_embeddings().weight
 
 
 def position_ids_for(attention_mask: Tensor) -> Tensor:

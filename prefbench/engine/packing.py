@@ -1,5 +1,6 @@
-"""A micro-batch as one padding-free row: sequences side by side, each conditional pair's instruction
-once (prefix sharing), and the list of tokens whose log-probabilities the objective needs.
+"""A micro-batch as one padding-free row: sequences side by side, the instruction start they all share
+(a chat template's system turn) and each conditional pair's instruction once (prefix sharing), and the
+list of tokens whose log-probabilities the objective needs.
 
 Sequence ``k`` of the result is pair ``k``'s chosen side and ``n_pairs + k`` its rejected side (for
 SFT examples, which have no rejected side, sequence ``k`` is example ``k``), the layout
@@ -51,13 +52,17 @@ def prompt_length(mask: list[int]) -> int:
 
 
 class _Builder:
-    def __init__(self, joint: bool):
+    def __init__(self, joint: bool, common: list[int]):
         self.ids: list[int] = []
         self.positions: list[int] = []
         self.blocks: list[Block] = []
         self.scored: dict[tuple[int, int], int] = {}       # (pred index, target) -> scored token number
         self.members = {"response": ([], []), "joint": ([], [])}
         self.joint = joint
+        self.c = len(common)        # every sequence starts with ``common``: it opens the row, once
+        if common:
+            self.blocks.append(Block(self.place(common), self.c))
+        self.common = ((0, self.c),) if common else ()
 
     def place(self, ids: list[int], first_position: int = 0) -> int:
         """Append tokens; returns the row index of the first."""
@@ -81,22 +86,26 @@ class _Builder:
                 self.members["joint"][0].append(seq)
                 self.members["joint"][1].append(n)
 
+    def own(self, ids: list[int], skip: int = 0, prefixes: tuple = ()) -> list[int]:
+        """A block of ``ids[skip:]`` after the common start and ``prefixes``; the row position of each token
+        of ``ids`` (the first ``skip`` being the common start's, then the prefixes')."""
+        c = self.c
+        start = self.place(ids[skip:], first_position=skip)
+        self.blocks.append(Block(start, len(ids) - skip, self.common + prefixes))
+        before = list(range(c)) + [i for at, n in prefixes for i in range(at, at + n)]
+        return before + list(range(start, start + len(ids) - skip))
+
     def single(self, seq: int, sequence: Sequence) -> None:
         ids, mask = sequence
-        start = self.place(ids)
-        self.blocks.append(Block(start, len(ids)))
-        self.score(seq, list(range(start, start + len(ids))), ids, mask)
+        self.score(seq, self.own(ids, self.c), ids, mask)
 
     def shared(self, seqs: tuple[int, int], first: Sequence, second: Sequence, p: int) -> None:
-        """``[x a][b]``: the second block sees the instruction ``x`` as its prefix."""
+        """``[x a][b]``: the second block sees the instruction ``x`` (after the common start) as its prefix."""
         (ids_a, mask_a), (ids_b, mask_b) = first, second
-        start = self.place(ids_a)
-        self.blocks.append(Block(start, len(ids_a)))
-        b_start = self.place(ids_b[p:], first_position=p)
-        self.blocks.append(Block(b_start, len(ids_b) - p, prefix_start=start, prefix_length=p))
-        self.score(seqs[0], list(range(start, start + len(ids_a))), ids_a, mask_a)
-        row_b = list(range(start, start + p)) + list(range(b_start, b_start + len(ids_b) - p))
-        self.score(seqs[1], row_b, ids_b, mask_b)
+        row_a = self.own(ids_a, self.c)
+        self.score(seqs[0], row_a, ids_a, mask_a)
+        instruction = ((row_a[self.c], p - self.c),) if p > self.c else ()
+        self.score(seqs[1], self.own(ids_b, p, instruction), ids_b, mask_b)
 
     def build(self, n_sequences: int, shared_pairs: int) -> PackedBatch:
         scored = sorted(self.scored.items(), key=lambda kv: kv[1])
@@ -111,8 +120,9 @@ def pack(chosen: list[Sequence], rejected: list[Sequence], joint: bool, share_pr
     """Pairs ``(chosen[k], rejected[k])`` (or, with ``rejected`` empty, single sequences) in one row.
     ``joint``: also score the instruction tokens (the joint span); otherwise only response tokens are
     scored, and the joint span is absent. A pair whose two sides start with the same instruction
-    tokens shares them, unless ``share_prefixes`` is off."""
-    builder = _Builder(joint)
+    tokens shares them, and the instruction start all sequences have in common is computed once, unless
+    ``share_prefixes`` is off."""
+    builder = _Builder(joint, _common_start(chosen + rejected) if share_prefixes else [])
     n_pairs = len(chosen)
     shared_pairs = 0
     for k in range(n_pairs):
@@ -128,3 +138,19 @@ def pack(chosen: list[Sequence], rejected: list[Sequence], joint: bool, share_pr
             builder.single(k, chosen[k])
             builder.single(n_pairs + k, rejected[k])
     return builder.build(2 * n_pairs if rejected else n_pairs, shared_pairs)
+
+
+def _common_start(sequences: list[Sequence]) -> list[int]:
+    """The instruction tokens all of ``sequences`` (two or more) start with, leaving each at least one token."""
+    if len(sequences) < 2:
+        return []
+    limit = min(min(prompt_length(mask), len(ids) - 1) for ids, mask in sequences)
+    return sequences[0][0][:common_start([ids for ids, _ in sequences], limit)]
+
+
+def common_start(token_lists: list[list[int]], limit: int) -> int:
+    """How many first tokens (at most ``limit``) all of ``token_lists`` share."""
+    n = 0
+    while n < limit and all(ids[n] == token_lists[0][n] for ids in token_lists):
+        n += 1
+    return n

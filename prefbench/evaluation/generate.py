@@ -2,9 +2,11 @@
 
 The base model is loaded once (a 4-bit base dequantized once, see
 :func:`prefbench.engine.models.load_inference_model`, in the run's compute dtype); each adapter is
-applied to a copy of it in turn (:func:`prefbench.engine.adapters.with_adapter`). Per system the stage writes ``generations/<system>.jsonl`` (greedy answers by default) and, for
-adapters, ``kl/<system>.jsonl`` (KL to the reference on policy samples of the original prompts). A
-system whose files exist is skipped, so a killed stage resumes at the system it was on.
+applied to a copy of it in turn (:func:`prefbench.engine.adapters.with_adapter`). Per system the stage
+writes ``generations/<system>.jsonl`` (greedy answers by default) and, for adapters, ``kl/<system>.jsonl``
+(KL to the reference on policy samples of the original prompts, decoded in the same batches as the
+answers, :mod:`prefbench.engine.kl`). A system whose files exist is skipped, so a killed stage resumes
+at the system it was on.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from pathlib import Path
 
 from prefbench.engine.adapters import with_adapter
-from prefbench.engine.generation import GENERATION_BATCH, GenerationSettings, generate
+from prefbench.engine.generation import GenerationSettings, generate, generate_groups
 from prefbench.engine.kl import response_kl
 from prefbench.engine.models import load_inference_model, load_tokenizer
 from prefbench.evaluation.systems import System, generations_path, kl_path
@@ -21,6 +23,10 @@ from prefbench.tasks.base import TaskPrompt
 from prefbench.util.files import write_jsonl
 
 log = logging.getLogger("prefbench")
+
+# eval prompts whose KL samples decode at a time (their logits are kept until the KL is computed: 64 prompts
+# of 128 tokens over a 32k vocabulary hold 0.5 GB)
+KL_SLICE = 64
 
 
 def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], eval_settings, model: str,
@@ -33,25 +39,44 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
     tokenizer = load_tokenizer(model)
     reference = load_inference_model(model, quantization, dtype)
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
-                                batch_size=GENERATION_BATCH, seed=seed)
+                                seed=seed)
+    # samples at temperature 1 from the policy itself: the distribution the KL is about
+    sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
+                                 num_samples=eval_settings.kl_samples, seed=seed, keep_logits=True)
     originals = [p for p in prompts if p.variant == "original"]
     for system in todo:
         policy = reference if system.objective is None else with_adapter(reference, system.adapter(run_dir))
-        answers = generate(policy, tokenizer, [p.text for p in prompts], greedy, desc=f"generate {system.name}")
-        if system.objective is not None:
-            # samples at temperature 1 from the policy itself: the distribution the KL is about
-            sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
-                                         num_samples=eval_settings.kl_samples, batch_size=GENERATION_BATCH, seed=seed)
-            samples = generate(policy, tokenizer, [p.text for p in originals], sampled, desc=f"KL samples {system.name}")
-            flat = [(p, s) for p, ss in zip(originals, samples) for s in ss]
-            kls = response_kl(policy, reference, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
-            write_jsonl(kl_path(run_dir, system), [{"id": p.id, "sample": s.text, "finished": s.finished, "kl": k}
-                                                   for (p, s), k in zip(flat, kls)])
+        texts = [p.text for p in prompts]
+        if system.objective is None:
+            answers = generate(policy, tokenizer, texts, greedy, desc=f"generate {system.name}")
+        else:
+            answers, kl_rows = _answers_and_kl(policy, reference, tokenizer, texts, greedy, originals, sampled,
+                                               system.name)
+            write_jsonl(kl_path(run_dir, system), kl_rows)
         write_jsonl(generations_path(run_dir, system), [
             {"system": system.name, "id": p.id, "parent": p.parent or p.id, "variant": p.variant, "prompt": p.text,
              "response": a[0].text, "words": len(a[0].text.split()), "finished": a[0].finished, "tokens": a[0].tokens}
             for p, a in zip(prompts, answers)])
         log.info("generations: %s done", system.name)
+
+
+def _answers_and_kl(policy, reference, tokenizer, texts: list[str], greedy, originals: list[TaskPrompt], sampled,
+                    name: str):
+    """The policy's answers and its KL rows. The KL samples decode in the same batches as the answers, a
+    slice of prompts at a time: their logits (kept for the KL) stay in memory only until their KL is computed."""
+    answers, rows = None, []
+    for start in range(0, max(len(originals), 1), KL_SLICE):
+        part = originals[start:start + KL_SLICE]
+        groups = [([p.text for p in part], sampled)]
+        if answers is None:
+            groups.insert(0, (texts, greedy))
+        results = generate_groups(policy, tokenizer, groups, desc=f"generate {name}")
+        if answers is None:
+            answers = results.pop(0)
+        flat = [(p, s) for p, ss in zip(part, results[0]) for s in ss]
+        kls = response_kl(reference, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
+        rows += [{"id": p.id, "sample": s.text, "finished": s.finished, "kl": k} for (p, s), k in zip(flat, kls)]
+    return answers, rows
 
 
 def _complete(run_dir: Path, system: System) -> bool:
