@@ -3,7 +3,8 @@
 Each variant runs in its own process (so peak RSS is its own) and times the step the engine takes:
 policy statistics of a micro-batch, the DPO loss against cached reference log-probs, backward, AdamW.
 The batch is 8 conditional pairs shaped like the quick preset's on-policy data (a chat-formatted
-instruction of 35-65 tokens, answers of 8-60 tokens; random token ids). Variants, each changing one
+instruction of 35-65 tokens whose first 24 are the same system turn, answers of 8-60 tokens; random token
+ids). Variants, each changing one
 thing from the engine's default (packed rows, shared prefixes, bfloat16 compute, no LoRA dropout, forwards
 of at most 1,024 tokens), and the engine as it was before all of them:
 
@@ -27,6 +28,7 @@ import time
 # name -> (compute dtype, packed, share prefixes, LoRA dropout, gradient checkpointing, max tokens per forward)
 VARIANTS = {
     "engine default": ("bfloat16", True, True, 0.0, False, 1024),
+    "system turn once per sequence": ("bfloat16", True, True, 0.0, False, 1024),
     "one forward per step": ("bfloat16", True, True, 0.0, False, 0),
     "forwards of 512 tokens": ("bfloat16", True, True, 0.0, False, 512),
     "no prefix sharing": ("bfloat16", True, False, 0.0, False, 1024),
@@ -46,8 +48,9 @@ def synthetic_pairs(n: int, seed: int = 0):
     g = torch.Generator().manual_seed(seed)
     rand = lambda lo, hi: int(torch.randint(lo, hi + 1, (1,), generator=g))  # noqa: E731
     chosen, rejected = [], []
+    system_turn = torch.randint(0, 49152, (24,), generator=g).tolist()
     for _ in range(n):
-        prompt = torch.randint(0, 49152, (rand(35, 65),), generator=g).tolist()
+        prompt = system_turn + torch.randint(0, 49152, (rand(11, 41),), generator=g).tolist()
         for side in (chosen, rejected):
             answer = torch.randint(0, 49152, (rand(8, 60),), generator=g).tolist()
             side.append((prompt + answer, [0] * len(prompt) + [1] * len(answer)))
@@ -64,6 +67,10 @@ def run_variant(name: str, quantization: str, pairs: int, steps: int) -> dict:
     from prefbench.registry import get_objective
 
     dtype, packed, share, dropout, checkpointing, max_tokens = VARIANTS[name]
+    if name == "system turn once per sequence":   # pair sharing only: the start all sequences share is not factored out
+        from prefbench.engine import packing
+
+        packing._common_start = lambda sequences: []
     model = add_lora(load_base_model(EMBEDDED, quantization, dtype=dtype), dropout=dropout)
     if checkpointing:
         enable_checkpointing(model)

@@ -110,11 +110,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     for text in args.param:
         objective, name, value = _objective_param(text)
         params.setdefault(objective, {})[name] = value
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
     cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
-                    preset=args.preset, seeds=[int(s) for s in args.seeds.split(",")], model=args.model or "",
+                    preset=args.preset, seeds=seeds, model=args.model or "",
                     quantization=args.quantization, judge=args.judge, params=params,
                     overrides=parse_set(args.set + ([f"data.arm={args.arm}"] if args.arm else [])),
                     output_dir=args.output_dir or "")
+    if args.plan or args.pilot:
+        from prefbench.pipeline.plan import plan
+
+        print(plan(cfg, Path(args.pilot) if args.pilot else None))
+        return 0
     results = run(cfg)
     print("\n" + leaderboard_text(results))
     print(f"\nreport: {cfg.output_dir}/report.html (and report.md, results.json, leaderboard.csv)")
@@ -211,7 +217,7 @@ def _add_run_command(sub) -> None:
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), help="comma-separated objective names")
     p.add_argument("--benchmark", default="ifeval-lite", help="a shipped benchmark (prefbench benchmarks) or a spec YAML")
     p.add_argument("--preset", default="quick", help="smoke | quick | full")
-    p.add_argument("--seeds", default="0", help="comma-separated training seeds, e.g. 0,1,2")
+    p.add_argument("--seeds", help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's)")
     p.add_argument("--model", help="hub id or local folder (default: the benchmark's model, else the embedded "
                                     f"SmolLM2, {EMBEDDED})")
     p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
@@ -227,6 +233,10 @@ def _add_run_command(sub) -> None:
                    "same: every objective on every pair; conditional: all on conditional pairs; joint-only: "
                    "joint-span objectives on joint pairs)")
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
+    p.add_argument("--plan", action="store_true", help="print the resolved settings, the expected time and (with "
+                   "--pilot) the detectable differences, and stop without training")
+    p.add_argument("--pilot", metavar="RUN", help="with --plan: a finished run of this benchmark whose timings and "
+                   "per-prompt spreads the plan scales to this run's size (implies --plan)")
     p.set_defaults(func=cmd_run)
 
 

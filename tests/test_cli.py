@@ -21,6 +21,7 @@ from prefbench.cli import main
     (["data", "build", "--benchmark", "tldr"], "--set data.location=PATH"),
     (["report", "no/such/run"], "run directory no/such/run does not exist"),
     (["eval", "no/such/run"], "config.yaml: not found"),
+    (["run", "--plan", "--pilot", "no/such/run"], "--pilot no/such/run: cannot read"),
 ])
 def test_bad_input_is_one_actionable_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -64,6 +64,12 @@ def test_outcomes_counts_and_win_rates_by_hand(tmp_path):
     d = [0.0, 0.0, -0.5, -1.0]
     sd = (sum((x + 0.375) ** 2 for x in d) / 3) ** 0.5
     assert c["mde"] == pytest.approx((1.959964 + 0.841621) * sd / 2, rel=1e-5)
+    # head to head by score, dpo (3, 3, 2, 1) against jpo (3, 3, 3, 3): tie, tie, loss, loss
+    (h,) = results["head_to_head"]
+    assert (h["a"], h["b"], h["wins"], h["ties"], h["losses"]) == ("dpo", "jpo", 0, 2, 2)
+    assert h["win_rate"]["estimate"] == pytest.approx(0.25) and h["win_rate"]["low"] <= 0.25 <= h["win_rate"]["high"]
+    assert h["mde"] == pytest.approx((1.959964 + 0.841621) * (1 / 12) ** 0.5 / 2, rel=1e-5)   # sd of 0, 0, -.5, -.5
+    assert h["p_holm"] == pytest.approx(h["p"])
     assert [s["name"] for s in results["systems"]] == ["jpo", "dpo"]  # sorted by win rate
     judgments = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert len(judgments) == 3 * 8

@@ -188,6 +188,11 @@ def test_minimum_detectable_difference_by_hand_and_bad_input():
     z = 1.959964 + 0.841621   # z_0.975 + z_0.8
     assert minimum_detectable_difference(d) == pytest.approx(z * d.std(ddof=1) / math.sqrt(5), rel=1e-5)
     assert minimum_detectable_difference(d, alpha=0.01) > minimum_detectable_difference(d)   # stricter level
+    # two seeds: prompt means 0.5, 0, 0.5 (variance 1/12, over 3 prompts 1/36) and seed means 1/2, 1/6 (variance
+    # 1/18, over 2 seeds 1/36): SE = sqrt(1/18), larger than the seed-averaged differences alone give (sqrt(1/36))
+    two = np.array([[1.0, 0.0, 0.5], [0.0, 0.0, 0.5]])
+    assert minimum_detectable_difference(two) == pytest.approx(z * math.sqrt(1 / 18), rel=1e-5)
+    assert minimum_detectable_difference(two) > minimum_detectable_difference(two.mean(axis=0))
     with pytest.raises(StatsError, match="at least 2 prompts"):
         minimum_detectable_difference([0.5])
     with pytest.raises(StatsError, match="alpha and power"):

@@ -35,7 +35,8 @@ from prefbench.util.names import suggest
 _RUN_OWNED_TRAIN_KEYS = {"data": "the benchmark builds the data", "objective": "objectives are chosen per run",
                          "objective_params": "use the top-level objective_params section"}
 
-_TOP_KEYS = ("name", "task", "description", "model", "sft", "data", "eval", "train", "objective_params", "presets")
+_TOP_KEYS = ("name", "task", "description", "model", "seeds", "sft", "data", "eval", "train", "objective_params",
+             "presets")
 _OVERRIDABLE = [k for k in _TOP_KEYS if k not in ("name", "task", "presets")]   # by presets and --set
 # the dataset a human-comparison source holds, and the one kind of pair it has
 _SOURCE_TASK = {"summarize_from_feedback": "tldr", "hh-rlhf": "hh-helpful"}
@@ -162,8 +163,9 @@ def _validate_eval(e: EvalSettings, where: str) -> None:
     for key in ("prompts", "max_new_tokens"):
         if getattr(e, key) < 1:
             raise BenchmarkError(f"{where}.{key} must be >= 1, got {getattr(e, key)}")
-    if e.kl_samples < 0:
-        raise BenchmarkError(f"{where}.kl_samples must be >= 0, got {e.kl_samples}")
+    for key in ("kl_samples", "subset_prompts"):
+        if getattr(e, key) < 0:
+            raise BenchmarkError(f"{where}.{key} must be >= 0, got {getattr(e, key)}")
     kinds = VARIANT_KINDS[1:]
     for v in e.variants:
         if v not in kinds:
@@ -259,6 +261,10 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
     model = merged.get("model") or ""
     if not isinstance(model, str):
         raise BenchmarkError(f"{where}: model: expected a hub id or a path, got {model!r}")
+    seeds = merged.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                           for x in seeds) or len(set(seeds)) != len(seeds):
+        raise BenchmarkError(f"{where}: seeds: expected a list of distinct integers (training seeds), got {seeds!r}")
     return BenchmarkSpec(
         name=merged["name"],
         task=merged["task"],
@@ -269,6 +275,7 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
         train=_validate_train(merged.get("train"), f"{where}: train"),
         objective_params=_validate_objective_params(merged.get("objective_params"), f"{where}: objective_params"),
         model=model,
+        seeds=tuple(seeds),
         sft=_validate_sft(merged.get("sft"), merged["task"], f"{where}: sft"),
         source=source,
     )

@@ -72,6 +72,8 @@ class EvalSettings:
     do_sample: bool = False
     variants: tuple[str, ...] = ("paraphrase", "typo", "case", "distractor")
     kl_samples: int = 1                 # policy samples per eval prompt for the KL estimate
+    subset_prompts: int = 0             # robustness variants and KL samples on the first N eval prompts only
+                                        # (0: all): the win rates, where the power is, use every prompt
     baseline: str = "reference"         # what every answer is judged against: the reference model's answer, or
                                         # the gold response of a data-backed task (the JPO paper's metric)
     location: str = ""                  # data-backed tasks: where the JPO release's test items (and SFT data) are
@@ -90,6 +92,7 @@ class BenchmarkSpec:
     train: dict[str, Any] = field(default_factory=dict)                 # TrainConfig overrides
     objective_params: dict[str, dict[str, float]] = field(default_factory=dict)
     model: str = ""                                                    # the benchmark's default model (empty: embedded)
+    seeds: tuple[int, ...] = (0,)                                      # training seeds when a run names none
     sft: dict[str, Any] = field(default_factory=dict)                  # TrainConfig overrides of an SFT stage
                                                                        # (empty: none; data-backed tasks only)
     source: str = ""                                                   # the file it was read from

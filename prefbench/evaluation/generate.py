@@ -43,7 +43,7 @@ def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPro
     # samples at temperature 1 from the policy itself: the distribution the KL is about
     sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
                                  num_samples=eval_settings.kl_samples, seed=seed, keep_logits=True)
-    originals = [p for p in prompts if p.variant == "original"]
+    originals = [p for p in prompts if p.variant == "original"][:eval_settings.subset_prompts or None]
     for system in todo:
         policy = reference if system.objective is None else with_adapter(reference, system.adapter(run_dir))
         texts = [p.text for p in prompts]

@@ -14,12 +14,13 @@ import numpy as np
 from prefbench.evaluation.systems import REFERENCE, System, kl_path
 from prefbench.stats import (
     StatsError,
+    detectable_difference,
+    difference_spread,
     hierarchical_mean_ci,
     hierarchical_paired_difference,
     holm,
     length_controlled_win_rate,
     mean_ci,
-    minimum_detectable_difference,
     paired_difference,
     robustness_summary,
 )
@@ -65,7 +66,10 @@ class _Table:
             hierarchical_mean_ci(values, confidence=CONFIDENCE)
 
     def robustness(self, columns: list[str], with_outcomes: bool) -> dict:
-        summary = robustness_summary(self.score.mean(0), columns, self.outcome.mean(0) if with_outcomes else None,
+        """Over the prompts that have variants (a run may give them to a subset of its prompts)."""
+        scores, outcomes = self.score.mean(0), self.outcome.mean(0)
+        varied = ~np.isnan(scores[:, 1:]).all(axis=1)
+        summary = robustness_summary(scores[varied], columns, outcomes[varied] if with_outcomes else None,
                                      confidence=CONFIDENCE)
         return {k: (v.to_json() if hasattr(v, "to_json") else v) for k, v in summary.items()}
 
@@ -96,12 +100,13 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
                              **({} if against_itself else _win_rate(ref))},
                "systems": [], "comparisons": []}
     outcomes: dict[str, np.ndarray] = {}
+    scores: dict[str, np.ndarray] = {}
     objectives = list(dict.fromkeys(s.objective for s in systems if s.objective))
     for objective in objectives:
         members = [s for s in systems if s.objective == objective]
         table = _Table([r for r in rows if r["system"] in {s.name for s in members}], parents, columns,
                        [s.name for s in members])
-        outcomes[objective] = table.outcome[:, :, 0]
+        outcomes[objective], scores[objective] = table.outcome[:, :, 0], table.score[:, :, 0]
         kl = _kl(run_dir, members, parents)
         results["systems"].append({
             "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
@@ -124,17 +129,52 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
             diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE)
         else:
             diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE)
-        # at the strictest level Holm may apply (alpha / number of comparisons), per prompt averaged over seeds
-        per_prompt = np.nanmean(x, axis=0) - np.nanmean(y, axis=0)
-        mde = minimum_detectable_difference(per_prompt, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER) \
-            if len(per_prompt) > 1 else None
-        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p, "mde": mde})
+        comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p, **_mde(x, y, n_comparisons)})
+    results["comparisons"] = _holm(comparisons)
+    if pointwise and len(objectives) > 1:
+        results["head_to_head"] = _holm([_head_to_head(a, b, scores[a], scores[b], n_comparisons)
+                                         for a, b in itertools.combinations(objectives, 2)])
+    results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
+    return results
+
+
+def _mde(x: np.ndarray, y: np.ndarray, n_comparisons: int) -> dict:
+    """The detectable difference of ``x - y`` at the strictest level Holm may apply (alpha over the number of
+    comparisons), and the spread it comes from (what ``prefbench run --plan`` scales to another run's size):
+    seed s against seed s when both have the same seeds (the between-seed variance counted), else per prompt
+    averaged over seeds."""
+    d = x - y if x.shape == y.shape else np.nanmean(x, axis=0) - np.nanmean(y, axis=0)
+    if d.shape[-1] < 2:
+        return {"mde": None}
+    spread = difference_spread(d)
+    return {"mde": detectable_difference(spread, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER),
+            "spread": spread}
+
+
+def _holm(comparisons: list[dict]) -> list[dict]:
     for c, adjusted in zip(comparisons, holm([c["p"] for c in comparisons])):
         c["p_holm"] = adjusted
         c["significant"] = adjusted < 1 - CONFIDENCE
-    results["comparisons"] = comparisons
-    results["systems"].sort(key=lambda s: -s["win_rate"]["estimate"])
-    return results
+    return comparisons
+
+
+def _head_to_head(a: str, b: str, x: np.ndarray, y: np.ndarray, n_comparisons: int) -> dict:
+    """``a``'s answer against ``b``'s on each prompt by their gold scores (seed s against seed s): the share
+    ``a`` wins (a tie counts half), its interval, the test of 50% and the detectable difference from 50%. One
+    comparison of the two answers, where a difference of two win rates against the reference compares each
+    with a third answer and adds that comparison's noise twice."""
+    if x.shape != y.shape:      # different seeds: every seed of a against the seed-average of b's scores
+        y = np.broadcast_to(np.nanmean(y, axis=0), x.shape)
+    h = np.where(x > y, 1.0, np.where(x < y, 0.0, 0.5))
+    half = np.full(h.shape[-1], 0.5)
+    if h.shape[0] == 1:
+        diff, p = paired_difference(h[0], half, confidence=CONFIDENCE)
+    else:
+        diff, p = hierarchical_paired_difference(h, half, confidence=CONFIDENCE)
+    win = {k: v + 0.5 if k in ("estimate", "low", "high") else v for k, v in diff.to_json().items()}
+    flat = h.ravel()
+    return {"a": a, "b": b, "win_rate": win, "wins": int((flat == 1).sum()), "ties": int((flat == 0.5).sum()),
+            "losses": int((flat == 0).sum()), "p": p, **_mde(h, np.broadcast_to(half, h.shape), n_comparisons)}
 
 
 def _outcomes(table: _Table) -> dict:
@@ -162,7 +202,8 @@ def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dic
 
 
 def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
-    """[seeds, prompts] mean KL per prompt, or None when no KL samples were drawn."""
+    """[seeds, prompts with KL samples] mean KL per prompt (a run may draw them for a subset of its prompts), or
+    None when no KL samples were drawn."""
     if not all(kl_path(run_dir, s).exists() for s in members):
         return None
     out = np.full((len(members), len(parents)), np.nan)
@@ -173,7 +214,8 @@ def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray 
             per_prompt.setdefault(r["id"], []).append(r["kl"])
         for pid, values in per_prompt.items():
             out[k, index[pid]] = float(np.mean(values))
-    return None if np.isnan(out).any() else out
+    out = out[:, ~np.isnan(out).any(axis=0)]
+    return out if out.size else None
 
 
 def _training(run_dir: Path, system: System) -> dict:

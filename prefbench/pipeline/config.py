@@ -28,7 +28,7 @@ class RunConfig:
     objectives: list[str] = field(default_factory=lambda: list(DEFAULT_OBJECTIVES))
     benchmark: str = "ifeval-lite"     # a shipped benchmark name or a spec YAML path
     preset: str = "quick"              # smoke | quick | full (defined per benchmark)
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] = field(default_factory=list)   # empty: the preset's seeds
     model: str = ""                    # default: the benchmark's model, else the embedded SmolLM2
     quantization: str = "4bit"
     judge: str = "gold"                # gold | reward-model:PATH | local:PATH | openai:MODEL@URL
@@ -39,8 +39,6 @@ class RunConfig:
     def __post_init__(self) -> None:
         if not self.objectives:
             raise ConfigError("no objectives given")
-        if not self.seeds:
-            raise ConfigError("no seeds given")
         self.objectives = [get_objective(o).name for o in self.objectives]  # canonical names; unknown -> did-you-mean
         for name in self.params:
             if get_objective(name).name not in self.objectives:
@@ -55,6 +53,7 @@ def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]
     validated before any work starts. Fills in ``cfg.model`` when it was left to the benchmark."""
     spec = load_benchmark(cfg.benchmark, cfg.preset, cfg.overrides)
     cfg.model = cfg.model or spec.model or EMBEDDED
+    cfg.seeds = list(cfg.seeds or spec.seeds)
     params = {}
     for name in cfg.objectives:
         chosen = {**spec.objective_params.get(name, {}), **cfg.params.get(name, {})}
@@ -66,7 +65,8 @@ def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]
 def _identity(cfg: RunConfig, spec: BenchmarkSpec) -> dict:
     """What fixes the numbers of a run. Objectives and seeds may be added to an existing run (each
     training folder checks its own config); everything shared must match."""
-    bench = {k: v for k, v in spec.to_dict().items() if k != "source"}  # where the YAML sits does not change numbers
+    # where the YAML sits does not change numbers; the seeds trained are the run's own (they may be added)
+    bench = {k: v for k, v in spec.to_dict().items() if k not in ("source", "seeds")}
     return {"benchmark": bench, "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
             "judge": cfg.judge}
 
@@ -95,12 +95,14 @@ def make_run_judge(judge_spec: str, task, judge_prompts: str):
 
 
 def eval_prompts(spec: BenchmarkSpec, seed: int = 0) -> list[TaskPrompt]:
-    """The benchmark's eval prompts, each followed by its robustness variants."""
+    """The benchmark's eval prompts, each of the first ``eval.subset_prompts`` (all by default) followed by its
+    robustness variants."""
     task = spec.make_task()
     out = []
-    for p in task.prompts("eval", spec.eval.prompts, seed):
+    subset = spec.eval.subset_prompts or spec.eval.prompts
+    for i, p in enumerate(task.prompts("eval", spec.eval.prompts, seed)):
         out.append(p)
-        out += [v for v in task.variants(p, seed) if v.variant in spec.eval.variants]
+        out += [v for v in task.variants(p, seed) if v.variant in spec.eval.variants] if i < subset else []
     return out
 
 

@@ -101,6 +101,12 @@ def leaderboard_text(results: dict) -> str:
     lines.append("pairwise differences significant after Holm correction: " +
                  (", ".join(f"{c['a']} − {c['b']} = {100 * c['diff']['estimate']:+.1f} pts (p_holm={c['p_holm']:.3f})"
                             for c in sig) if sig else "none"))
+    for h in results.get("head_to_head") or []:
+        w = h["win_rate"]
+        lines.append(f"head to head {h['a']} vs {h['b']}: {h['a']} wins {100 * w['estimate']:.1f}% "
+                     f"[{100 * w['low']:.1f}, {100 * w['high']:.1f}] (W/T/L {h['wins']}/{h['ties']}/{h['losses']}, "
+                     f"p_holm={h['p_holm']:.3f}" + (f", detectable difference {100 * h['mde']:.1f} pts" if h.get("mde")
+                                                     is not None else "") + ")")
     return "\n".join(lines)
 
 

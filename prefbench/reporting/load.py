@@ -79,13 +79,14 @@ def _check_results(results: Any, path: Path) -> None:
     _check_interval(reference.get("mean_score"), f"{path}: reference.mean_score")
     _check_robustness(reference.get("robustness"), f"{path}: reference.robustness")
     names = [s["name"] for s in systems]
-    for i, c in enumerate(results.get("comparisons") or []):
-        where = f"{path}: comparisons[{i}]"
-        for key in ("a", "b"):
-            if c.get(key) not in names:
-                raise ReportError(f"{where}.{key}: {c.get(key)!r} is not one of the systems {names}"
-                                  f"{suggest(str(c.get(key)), names, 0.6)}")
-        _check_interval(c.get("diff"), f"{where}.diff", required=True)
+    for field, interval in (("comparisons", "diff"), ("head_to_head", "win_rate")):
+        for i, c in enumerate(results.get(field) or []):
+            where = f"{path}: {field}[{i}]"
+            for key in ("a", "b"):
+                if c.get(key) not in names:
+                    raise ReportError(f"{where}.{key}: {c.get(key)!r} is not one of the systems {names}"
+                                      f"{suggest(str(c.get(key)), names, 0.6)}")
+            _check_interval(c.get(interval), f"{where}.{interval}", required=True)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

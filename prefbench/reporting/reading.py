@@ -50,6 +50,33 @@ def pairwise_reading(results: dict) -> str:
             f"{method} correction: {'; '.join(phrases)}{tail}.")
 
 
+def head_to_head_reading(results: dict) -> str:
+    """The direct comparisons (one answer against the other, by gold score) that differ from 50% after the
+    correction, and the detectable differences of those that do not."""
+    entries = results.get("head_to_head") or []
+    if not entries:
+        return ""
+    method = correction(results).capitalize()
+    p_name = f"p_{correction(results)}"
+    real = [h for h in entries if significant(h, results)]
+    phrases = []
+    for h in real:
+        a, b, w = h["a"], h["b"], h["win_rate"]
+        if w["estimate"] < 0.5:
+            a, b, w = b, a, {"estimate": 1 - w["estimate"], "low": 1 - w["high"], "high": 1 - w["low"]}
+        phrases.append(f"{a} beats {b} on {fmt_win_rate(w)} of prompts ({p_clause(p_name, h.get(p_name))})")
+    mdes = sorted(100 * h["mde"] for h in entries if h not in real and h.get("mde") is not None)
+    detectable = (f" (detectable differences {mdes[0]:.1f}–{mdes[-1]:.1f} points)" if len(mdes) > 1 else
+                  f" (detectable difference {mdes[0]:.1f} points)" if mdes else "")
+    rest = len(entries) - len(real)
+    if not real:
+        return (f"Head to head (each prompt's two answers compared directly), none of the {len(entries)} pairs "
+                f"differs from 50% after {method} correction{detectable}.")
+    tail = f"; the other {rest} do{'es' * (rest == 1)} not{detectable}" if rest else ""
+    return (f"Head to head (each prompt's two answers compared directly), {len(real)} of {len(entries)} pairs "
+            f"differ{'s' * (len(real) == 1)} from 50% after {method} correction: {'; '.join(phrases)}{tail}.")
+
+
 def plain_reading(results: dict) -> str:
     """One paragraph: who beats the reference (interval excludes 50%), who loses to it, who is
     indistinguishable, then which pairwise differences are real."""
@@ -74,6 +101,8 @@ def plain_reading(results: dict) -> str:
         sentences.append(f"Indistinguishable from it: {join_names(groups[None])}.")
     sentences.append(f"These are per-system {conf} intervals, not adjusted for multiplicity.")
     sentences.append(pairwise_reading(results))
+    if results.get("head_to_head"):
+        sentences.append(head_to_head_reading(results))
     consistency = ((results.get("judge") or {}).get("diagnostics") or {}).get("position_consistency")
     if consistency is not None and consistency < LOW_CONSISTENCY:
         sentences.append(f"Caution: the judge gave the same verdict in both orders for only {consistency:.0%} of the "

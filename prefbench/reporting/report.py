@@ -25,6 +25,7 @@ from prefbench.reporting.formatting import (
     fmt_number,
     fmt_p,
     fmt_points,
+    fmt_win_rate,
     ranked,
     seeds_text,
     significant,
@@ -72,6 +73,26 @@ def _comparisons(results: dict) -> str:
             f"next to \"no\" is not evidence of a difference. *Detectable difference*: the smallest true difference "
             f"this run would find with 80% power at the strictest {c_name.capitalize()} level (normal approximation "
             f"from the spread of the per-prompt differences); a smaller real gap can hide behind \"no\".\n")
+    return table(header, rows) + note
+
+
+def _head_to_head(results: dict) -> str:
+    entries = results.get("head_to_head") or []
+    if not entries:
+        return ""
+    c_name = correction(results)
+    rows = [[f"{h['a']} vs {h['b']}", fmt_win_rate(h["win_rate"]), f"{h['wins']}/{h['ties']}/{h['losses']}",
+             fmt_p(h.get("p")), fmt_p(h.get(f"p_{c_name}")), "**yes**" if significant(h, results) else "no",
+             fmt_number(h.get("mde"), 1, 100, " pp")] for h in entries]
+    header = ["a vs b", "a's win rate over b (CI)", "W/T/L", "p", f"p ({c_name.capitalize()})",
+              f"differs from 50% after {c_name.capitalize()}", "detectable difference"]
+    seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
+    note = ("\nEach prompt's answers of the two systems compared directly by their gold scores (a higher score wins, "
+            "equal scores tie)" + (", seed against seed" if seeded else "") + "; one comparison per prompt instead of "
+            "two against the reference, so these detect smaller gaps than the paired differences above. "
+            "*Detectable difference*: the smallest true distance from 50% found with 80% power at the strictest "
+            f"{c_name.capitalize()} level" + (", the spread between training seeds counted" if seeded else
+                                              " (one training seed: the spread between seeds is not counted)") + ".\n")
     return table(header, rows) + note
 
 
@@ -163,6 +184,7 @@ def report_markdown(results: dict, run_dir: Path) -> str:
              "## Reading\n", plain_reading(results) + "\n",
              "## Leaderboard\n", leaderboard_markdown(results),
              "## Paired differences\n", fig["forest"], _comparisons(results),
+             *(["## Head to head\n", _head_to_head(results)] if results.get("head_to_head") else []),
              f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
              "## Training\n", _training_data(results), fig["training"],
              "## Instruction robustness\n", fig["robustness"], _robustness_table(results),

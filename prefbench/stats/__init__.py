@@ -21,6 +21,8 @@ computable (scipy returns NaN when the bootstrap distribution is too lopsided), 
 """
 
 from prefbench.stats.differences import (
+                                         detectable_difference,
+                                         difference_spread,
                                          hierarchical_paired_difference,
                                          holm,
                                          minimum_detectable_difference,
@@ -31,6 +33,7 @@ from prefbench.stats.intervals import Interval, StatsError, hierarchical_mean_ci
 from prefbench.stats.length import length_controlled_win_rate
 from prefbench.stats.robustness import cluster_mean_ci, robustness_summary
 
-__all__ = ["Interval", "StatsError", "cluster_mean_ci", "hierarchical_mean_ci", "hierarchical_paired_difference",
+__all__ = ["Interval", "StatsError", "cluster_mean_ci", "detectable_difference", "difference_spread",
+           "hierarchical_mean_ci", "hierarchical_paired_difference",
            "holm", "length_controlled_win_rate", "mean_ci", "minimum_detectable_difference", "paired_difference",
            "robustness_summary", "unpaired_difference", "win_scores"]

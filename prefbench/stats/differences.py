@@ -68,21 +68,44 @@ def unpaired_difference(x: ArrayLike, y: ArrayLike, *, confidence: float = 0.95,
 
 def minimum_detectable_difference(d: ArrayLike, *, alpha: float = 0.05, power: float = 0.8) -> float:
     """The smallest true mean paired difference a two-sided level-``alpha`` test detects with
-    probability ``power``, given the spread of the observed per-prompt differences ``d``:
+    probability ``power``, given the spread of the observed differences ``d``: per prompt (1-D, one
+    training seed) or [seeds, prompts] (seed ``s`` of one system against seed ``s`` of the other):
 
-        MDE = (z_{1-alpha/2} + z_{power}) * sd(d) / sqrt(n)
+        MDE = (z_{1-alpha/2} + z_{power}) * SE,   SE^2 = var_i(d̄_i) / n  +  var_s(m_s) / S
 
-    (normal approximation; the sign-flip test of :func:`paired_difference` has that power at that
-    difference within a few points, see the tests). A non-significant comparison whose MDE is larger
-    than the effect of interest says "this run could not have told", not "there is no difference".
+    with ``d̄_i`` prompt i's difference averaged over the S seeds, ``m_s`` seed s's difference averaged over
+    the n prompts (sample variances); the second term, the between-seed variance of a training run's result,
+    is absent with one seed, which therefore cannot count it. (Normal approximation; the sign-flip test of
+    :func:`paired_difference` has that power at that difference within a few points, see the tests.) A
+    non-significant comparison whose MDE is larger than the effect of interest says "this run could not
+    have told", not "there is no difference".
     """
-    arr = as_array(d, "d", 1)
+    return detectable_difference(difference_spread(d), alpha=alpha, power=power)
+
+
+def difference_spread(d: ArrayLike) -> dict:
+    """The variance components of :func:`minimum_detectable_difference` for differences ``d`` (1-D per prompt,
+    or [seeds, prompts]): ``prompt_variance`` var_i(d̄_i), ``seed_variance`` var_s(m_s) (None with one seed),
+    and the numbers of ``prompts`` and ``seeds``; enough to plan another run's detectable difference."""
+    arr = seeds_by_prompts(d, "d")
+    seeds, n = arr.shape
+    if n < 2:
+        raise StatsError("need at least 2 prompts to estimate the spread of the differences")
+    return {"prompts": n, "seeds": seeds, "prompt_variance": float(arr.mean(axis=0).var(ddof=1)),
+            "seed_variance": float(arr.mean(axis=1).var(ddof=1)) if seeds > 1 else None}
+
+
+def detectable_difference(spread: dict, *, alpha: float = 0.05, power: float = 0.8, prompts: int | None = None,
+                          seeds: int | None = None) -> float:
+    """:func:`minimum_detectable_difference` from a :func:`difference_spread`, for a run of ``prompts`` prompts
+    and ``seeds`` seeds (default: those the spread was measured on): var_i(d̄_i) / prompts + var_s(m_s) / seeds."""
     if not 0 < alpha < 1 or not 0 < power < 1:
         raise StatsError(f"alpha and power must be in (0, 1), got {alpha}, {power}")
-    if arr.size < 2:
-        raise StatsError("need at least 2 prompts to estimate the spread of the differences")
+    variance = spread["prompt_variance"] / (prompts or spread["prompts"])
+    if spread["seed_variance"] is not None:
+        variance += spread["seed_variance"] / (seeds or spread["seeds"])
     z = scipy.stats.norm.ppf(1 - alpha / 2) + scipy.stats.norm.ppf(power)
-    return float(z * arr.std(ddof=1) / math.sqrt(arr.size))
+    return float(z * math.sqrt(variance))
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

@@ -1,0 +1,147 @@
+"""``prefbench run --plan``: what a run would do, how long it should take and what it could detect, without
+training anything.
+
+Time: the run's amount of work (training steps, answers, on-policy samples) at rates either measured by a
+pilot run (``--pilot RUN``: its own stage timings over its own amount of work, on whatever machine it ran)
+or, without one, the rates of the project's 2-core CPU reference machine (docs/performance.md).
+
+Detectable difference: each head-to-head comparison's spread in the pilot's results (per-prompt variance
+and, with several seeds, between-seed variance; :func:`prefbench.stats.difference_spread`), scaled to the
+planned number of eval prompts and seeds at the planned Holm level (:func:`prefbench.stats.detectable_difference`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefbench.benchmark import BenchmarkSpec
+from prefbench.benchmark.spec import arm_kinds
+from prefbench.engine.config import TrainConfig
+from prefbench.pipeline.config import RunConfig, resolve
+from prefbench.registry import get_objective
+from prefbench.stats import detectable_difference
+from prefbench.util.errors import ConfigError
+from prefbench.util.files import read_jsonl
+
+CONFIDENCE, POWER = 0.95, 0.8
+
+
+@dataclass(frozen=True)
+class Work:
+    steps: float          # optimizer steps of 8 pairs over every training run, a step on joint pairs counted as
+                          # JOINT_STEP conditional ones (no shared instruction: more tokens)
+    answers: int          # answers and KL samples over every system
+    samples: int          # on-policy reference samples (0: the data comes from a release, or is cached)
+
+
+# seconds per unit on the reference machine (2-core CPU, embedded SmolLM2 in 4-bit, bfloat16 compute), from the
+# stage timings of `./scripts/run.sh` at the commit that last changed the engine (docs/performance.md)
+REFERENCE_RATES = {"step": 2.9, "answer": 0.12, "sample": 0.19}
+JOINT_STEP = 1.45     # a step on conditional + joint pairs over one on conditional pairs (measured as above)
+
+
+def work(cfg: RunConfig, spec: BenchmarkSpec) -> Work:
+    train = TrainConfig.from_dict({**spec.train, "data": "-", "objective": "dpo", "output_dir": "-"}, "plan")
+    per_run = train.max_steps * train.batch_size / 8
+    steps = sum(per_run * (JOINT_STEP if arm_kinds(spec.data.arm, get_objective(o).span) != "conditional" else 1.0)
+                for o in cfg.objectives) * len(cfg.seeds)
+    e = spec.eval
+    subset = min(e.subset_prompts or e.prompts, e.prompts)
+    per_system = e.prompts + subset * len(e.variants)
+    systems = len(cfg.objectives) * len(cfg.seeds)
+    answers = (systems + 1) * per_system + systems * subset * e.kl_samples
+    samples = spec.data.train_prompts * spec.data.samples_per_prompt if spec.data.source == "onpolicy" else 0
+    return Work(steps, answers, samples)
+
+
+def plan(cfg: RunConfig, pilot: Path | None = None) -> str:
+    """The plan as text: resolved settings, expected time and detectable differences."""
+    spec, params = resolve(cfg)
+    mine = work(cfg, spec)
+    e, d = spec.eval, spec.data
+    subset = min(e.subset_prompts or e.prompts, e.prompts)
+    lines = [f"plan: {spec.name}, preset {spec.preset}, model {cfg.model} ({cfg.quantization}), judge {cfg.judge}",
+             f"objectives: {', '.join(f'{o} {params[o]}' if params[o] else o for o in cfg.objectives)}",
+             f"seeds: {', '.join(map(str, cfg.seeds))}; data arm: {d.arm} ("
+             + "; ".join(f"{o}: {arm_kinds(d.arm, get_objective(o).span)} pairs" for o in cfg.objectives) + ")",
+             f"data: {d.source}" + (f", {d.train_prompts} prompts x {d.samples_per_prompt} samples of at most "
+                                    f"{d.max_new_tokens} tokens" if d.source == "onpolicy" else ""),
+             f"training: {len(cfg.objectives) * len(cfg.seeds)} runs of {spec.train.get('max_steps', '?')} steps",
+             f"eval: {e.prompts} prompts" + (f", {len(e.variants)} robustness variants and {e.kl_samples} KL "
+                                              f"sample(s) on the first {subset}" if e.variants or e.kl_samples else "")
+             + f"; {mine.answers} answers in all"]
+    rates, source = REFERENCE_RATES, "the reference 2-core CPU's rates (docs/performance.md)"
+    results = _pilot_results(pilot) if pilot else None
+    if results is not None:
+        rates, source = _pilot_rates(pilot, results), f"the pilot {pilot}'s own rates"
+    stages = {"data": mine.samples * rates["sample"], "training": mine.steps * rates["step"],
+              "generation": mine.answers * rates["answer"]}
+    lines.append("expected time: " + ", ".join(f"{k} {_minutes(v)}" for k, v in stages.items())
+                 + f"; about {_minutes(sum(stages.values()))} in all, from {source}")
+    lines += _detectable(cfg, spec, results, pilot)
+    return "\n".join(lines)
+
+
+def _detectable(cfg: RunConfig, spec: BenchmarkSpec, results: dict | None, pilot: Path | None) -> list[str]:
+    pairs = list(itertools.combinations(cfg.objectives, 2))
+    if not pairs:
+        return ["detectable difference: one objective, nothing to compare"]
+    if results is None:
+        return ["detectable difference: give a previous run of this benchmark as --pilot RUN to estimate it"]
+    measured = {(h["a"], h["b"]): h["spread"] for h in results.get("head_to_head") or [] if h.get("spread")}
+    if not measured:
+        return [f"detectable difference: {pilot} has no head-to-head spreads (a pointwise judge and two objectives "
+                "are needed; re-judge it with `prefbench eval` from this version)"]
+    alpha = (1 - CONFIDENCE) / len(pairs)
+    lines = [f"detectable head-to-head difference (80% power, Holm over {len(pairs)} comparison"
+             f"{'s' * (len(pairs) > 1)}, {spec.eval.prompts} prompts, {len(cfg.seeds)} seed"
+             f"{'s' * (len(cfg.seeds) > 1)}), from {pilot}:"]
+    for a, b in pairs:
+        spread, note = measured.get((a, b)) or measured.get((b, a)), ""
+        if spread is None:
+            spread = _median_spread(list(measured.values()))
+            note = " (not in the pilot: its median spread)"
+        if spread["seed_variance"] is None:
+            note += " (the pilot has one seed: the spread between seeds is not counted)"
+        mde = detectable_difference(spread, alpha=alpha, power=POWER, prompts=spec.eval.prompts, seeds=len(cfg.seeds))
+        lines.append(f"  {a} vs {b}: {100 * mde:.1f} points{note}")
+    return lines
+
+
+def _median_spread(spreads: list[dict]) -> dict:
+    seeded = [s["seed_variance"] for s in spreads if s["seed_variance"] is not None]
+    return {"prompts": 1, "seeds": 1, "prompt_variance": statistics.median(s["prompt_variance"] for s in spreads),
+            "seed_variance": statistics.median(seeded) if seeded else None}
+
+
+def _pilot_results(pilot: Path) -> dict:
+    path = Path(pilot) / "results.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ConfigError(f"--pilot {pilot}: cannot read {path} ({e}); give a finished run directory") from e
+
+
+def _pilot_rates(pilot: Path, results: dict) -> dict[str, float]:
+    """Seconds per step, answer and sample in the pilot's own stage timings over the work its results and
+    files record (a stage it skipped, e.g. data found in the cache, keeps the reference rate)."""
+    steps = sum(t.get("steps", 0) * (JOINT_STEP if t.get("pair_kinds") != "conditional" else 1.0)
+                for s in results["systems"] for t in s.get("training") or [])
+    answers = sum(len(read_jsonl(f)) for folder in ("generations", "kl") for f in (Path(pilot) / folder).glob("*.jsonl"))
+    samples = (results.get("data") or {}).get("samples", 0)
+    timings = results.get("timings") or {}
+
+    def rate(stage: str, amount: float, unit: str) -> float:
+        seconds = timings.get(stage) or 0
+        return seconds / amount if amount and seconds >= 1 else REFERENCE_RATES[unit]
+
+    return {"step": rate("train", steps, "step"), "answer": rate("generate", answers, "answer"),
+            "sample": rate("data", samples, "sample")}
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
