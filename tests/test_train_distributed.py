@@ -70,9 +70,10 @@ def assert_same_steps(a: list[dict], b: list[dict]) -> None:
         assert rb["lr"] == ra["lr"]  # the schedule steps once per optimizer step, not once per process
         # the first step's numbers agree to float32 rounding (a wrong split or average would differ in the
         # leading digits); later ones drift further, since each process packs its half of the pairs into rows
-        # of its own and runs its products on its own threads, so sums run in another order, and Adam's
-        # normalized updates carry those last digits into every following step
-        tolerance = 1e-4 if rb["step"] == 1 else 1e-3
+        # of its own (with its own shared instruction start) and runs its products on its own threads, so sums
+        # run in another order, and Adam's normalized updates (at lr 5e-3) carry those last digits into every
+        # following step
+        tolerance = 1e-4 if rb["step"] == 1 else 2e-3
         for key in ("loss", "accuracy", "margin", "chosen_logps", "rejected_logps", "grad_norm"):
             assert rb[key] == pytest.approx(ra[key], abs=1e-5, rel=tolerance), (rb["step"], key)
     assert a[-1]["loss"] < a[0]["loss"]  # it trained: the comparison is not between two idle runs
