@@ -99,6 +99,13 @@ def _objective_param(text: str) -> tuple[str, str, float]:
     return objective, param, value
 
 
+def _seeds(text: str) -> list[int]:
+    parts = [s.strip() for s in text.split(",")]
+    if not all(p.lstrip("-").isdigit() for p in parts) or len(set(parts)) != len(parts):
+        raise ConfigError(f"--seeds {text}: expected distinct integers separated by commas, e.g. 0,1,2")
+    return [int(p) for p in parts]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from prefbench.benchmark import parse_set
     from prefbench.pipeline.config import RunConfig
@@ -110,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for text in args.param:
         objective, name, value = _objective_param(text)
         params.setdefault(objective, {})[name] = value
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else []
+    seeds = _seeds(args.seeds) if args.seeds else []
     cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
                     preset=args.preset, seeds=seeds, model=args.model or "",
                     quantization=args.quantization, judge=args.judge, params=params,

@@ -22,6 +22,7 @@ from prefbench.cli import main
     (["report", "no/such/run"], "run directory no/such/run does not exist"),
     (["eval", "no/such/run"], "config.yaml: not found"),
     (["run", "--plan", "--pilot", "no/such/run"], "--pilot no/such/run: cannot read"),
+    (["run", "--seeds", "0,x"], "--seeds 0,x: expected distinct integers"),
 ])
 def test_bad_input_is_one_actionable_line(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

@@ -84,7 +84,14 @@ def with_adapter(base, adapter: Path, copy: bool = True):
     from peft import PeftModel
 
     policy = PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter))
-    return (policy.merge_and_unload() if base.dtype == torch.float32 else policy).eval()
+    if base.dtype == torch.float32:
+        return policy.merge_and_unload().eval()
+    # the adapter's weights in the compute dtype once: autocast would round them to it at every call of every
+    # adapted layer (it caches casts only of weights that train), the same numbers each time
+    for name, p in policy.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.to(base.dtype)
+    return policy.eval()
 
 
 def merge_and_save(model: str, quantization: str, adapter: Path, target: Path) -> None:
