@@ -19,7 +19,7 @@ import time
 def main() -> None:
     from prefbench.benchmark import load_benchmark
     from prefbench.engine.generation import GenerationSettings, generate
-    from prefbench.engine.models import EMBEDDED, load_base_model, load_tokenizer
+    from prefbench.engine.models import EMBEDDED, load_inference_model, load_tokenizer
     from prefbench.tasks import get_task
 
     ap = argparse.ArgumentParser(description=__doc__)
@@ -36,11 +36,12 @@ def main() -> None:
     spec = load_benchmark(args.benchmark, args.preset)
     task = get_task(spec.task)
     prompts = task.prompts(args.split, args.prompts, 0)
-    model, tokenizer = load_base_model(args.model, args.quantization), load_tokenizer(args.model)
+    # the model the data stage samples: the reference in the run's compute dtype
+    model = load_inference_model(args.model, args.quantization, spec.compute_dtype)
+    tokenizer = load_tokenizer(args.model)
     samples = 1 if args.greedy else (args.samples or spec.data.samples_per_prompt)
     settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=not args.greedy,
-                                  temperature=spec.data.temperature, top_p=spec.data.top_p, num_samples=samples,
-                                  batch_size=32)
+                                  temperature=spec.data.temperature, top_p=spec.data.top_p, num_samples=samples)
     t0 = time.perf_counter()
     answers = generate(model, tokenizer, [p.text for p in prompts], settings)
     seconds = time.perf_counter() - t0
@@ -54,12 +55,14 @@ def main() -> None:
                 family[c["kind"]].append(bool(c["passed"]))
             gates["degenerate"] += bool(d.get("degenerate"))
             gates["off-topic"] += not d.get("on_topic", True)
+            gates["gaming"] += bool(d.get("gaming"))
     n = len(scores)
     print(json.dumps({"benchmark": spec.name, "model": args.model, "quantization": args.quantization,
                       "mode": "greedy" if args.greedy else f"T={spec.data.temperature}, top_p={spec.data.top_p}",
                       "answers": n, "seconds": round(seconds, 1), "mean_score": round(sum(scores) / n, 3),
                       "success_rate": round(sum(s >= 1.0 for s in scores) / n, 3),
-                      "degenerate": round(gates["degenerate"] / n, 3), "off_topic": round(gates["off-topic"] / n, 3)}))
+                      "degenerate": round(gates["degenerate"] / n, 3), "off_topic": round(gates["off-topic"] / n, 3),
+                      "gaming": round(gates["gaming"] / n, 3)}))
     for kind, met in sorted(family.items()):
         print(f"  {kind:<18} met {sum(met) / len(met):6.1%}  of {len(met)}")
 

@@ -32,9 +32,12 @@ def pairwise_reading(results: dict) -> str:
         widest = max((c["diff"]["high"] - c["diff"]["low"]) * 50 for c in comparisons)
         mdes = sorted({f"{100 * c['mde']:.1f}" for c in comparisons if c.get("mde") is not None}, key=float)
         power = (f" With {results.get('n_prompts', DASH)} prompts a true difference had to be about "
-                 f"{'–'.join(dict.fromkeys([mdes[0], mdes[-1]]))} points (depending on the pair) to be detected with "
+                 f"{'–'.join(dict.fromkeys([mdes[0], mdes[-1]]))} points"
+                 f"{' (depending on the pair)' if len(comparisons) > 1 else ''} to be detected with "
                  "80% power after the correction." if mdes else "")
-        return (f"None of the {len(comparisons)} pairwise differences survives {method} correction, so this "
+        which = "The pairwise difference does not survive" if len(comparisons) == 1 else \
+            f"None of the {len(comparisons)} pairwise differences survives"
+        return (f"{which} {method} correction, so this "
                 f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
                 + power)
     p_name = f"p_{correction(results)}"
@@ -70,8 +73,9 @@ def head_to_head_reading(results: dict) -> str:
                   f" (detectable difference {mdes[0]:.1f} points)" if mdes else "")
     rest = len(entries) - len(real)
     if not real:
-        return (f"Head to head (each prompt's two answers compared directly), none of the {len(entries)} pairs "
-                f"differs from 50% after {method} correction{detectable}.")
+        which = "the pair does not differ" if len(entries) == 1 else f"none of the {len(entries)} pairs differs"
+        return (f"Head to head (each prompt's two answers compared directly), {which} from 50% after {method} "
+                f"correction{detectable}.")
     tail = f"; the other {rest} do{'es' * (rest == 1)} not{detectable}" if rest else ""
     return (f"Head to head (each prompt's two answers compared directly), {len(real)} of {len(entries)} pairs "
             f"differ{'s' * (len(real) == 1)} from 50% after {method} correction: {'; '.join(phrases)}{tail}.")

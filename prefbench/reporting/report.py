@@ -72,7 +72,8 @@ def _comparisons(results: dict) -> str:
             f"*significant after {c_name.capitalize()}* accounts for multiplicity, so an interval that excludes 0 "
             f"next to \"no\" is not evidence of a difference. *Detectable difference*: the smallest true difference "
             f"this run would find with 80% power at the strictest {c_name.capitalize()} level (normal approximation "
-            f"from the spread of the per-prompt differences); a smaller real gap can hide behind \"no\".\n")
+            f"from the spread of the per-prompt differences{', and between seeds' if seeded else ''}); a smaller "
+            f"real gap can hide behind \"no\".\n")
     return table(header, rows) + note
 
 
@@ -88,8 +89,9 @@ def _head_to_head(results: dict) -> str:
               f"differs from 50% after {c_name.capitalize()}", "detectable difference"]
     seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
     note = ("\nEach prompt's answers of the two systems compared directly by their gold scores (a higher score wins, "
-            "equal scores tie)" + (", seed against seed" if seeded else "") + "; one comparison per prompt instead of "
-            "two against the reference, so these detect smaller gaps than the paired differences above. "
+            "equal scores tie)" + (", seed against seed" if seeded else "") + ": the share of prompts on which a's "
+            "answer is the better one, where the paired differences above compare each system with the reference "
+            "separately (a distance from 50% here and a difference of two win rates there are different scales). "
             "*Detectable difference*: the smallest true distance from 50% found with 80% power at the strictest "
             f"{c_name.capitalize()} level" + (", the spread between training seeds counted" if seeded else
                                               " (one training seed: the spread between seeds is not counted)") + ".\n")
