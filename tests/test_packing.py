@@ -75,9 +75,8 @@ def test_response_only_batches_skip_the_instruction_tokens(model):
     assert torch.isnan(got.joint_logps).all()
 
 
-def test_gradients_equal_the_padded_batch(model):
-    chosen, rejected = pairs()
-
+def assert_same_gradients(model, chosen, rejected, batch):
+    """Gradients of both spans' log-probs through the packed ``batch`` equal the padded batch's."""
     def grads(fn):
         model.zero_grad()
         out = fn()
@@ -86,12 +85,17 @@ def test_gradients_equal_the_padded_batch(model):
 
     model.train()
     try:
-        packed = grads(lambda: packed_sequence_logprobs(model, pack(chosen, rejected, joint=True)))
+        packed = grads(lambda: packed_sequence_logprobs(model, batch))
         reference = grads(lambda: padded(model, chosen, rejected))
     finally:
         model.eval()
     for name, g in reference.items():
         torch.testing.assert_close(packed[name], g, rtol=1e-6, atol=1e-6, msg=name)   # SDPA kernels differ
+
+
+def test_gradients_equal_the_padded_batch(model):
+    chosen, rejected = pairs()
+    assert_same_gradients(model, chosen, rejected, pack(chosen, rejected, joint=True))
 
 
 def test_sft_examples_pack_as_single_sequences(model):
@@ -139,18 +143,4 @@ def test_a_start_every_sequence_shares_is_computed_once_with_the_same_log_probs_
         got, want = packed_sequence_logprobs(model, shared), padded(model, chosen, rejected)
     for field in ("response_logps", "joint_logps"):
         torch.testing.assert_close(getattr(got, field), getattr(want, field), rtol=0, atol=1e-10)
-
-    def grads(batch_fn):
-        model.zero_grad()
-        out = batch_fn()
-        (out.response_logps.sum() + 0.5 * out.joint_logps.sum()).backward()
-        return {n: p.grad.clone() for n, p in model.named_parameters() if n != "lm_head.weight"}
-
-    model.train()
-    try:
-        packed = grads(lambda: packed_sequence_logprobs(model, shared))
-        reference = grads(lambda: padded(model, chosen, rejected))
-    finally:
-        model.eval()
-    for name, g in reference.items():
-        torch.testing.assert_close(packed[name], g, rtol=1e-6, atol=1e-6, msg=name)
+    assert_same_gradients(model, chosen, rejected, shared)

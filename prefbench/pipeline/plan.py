@@ -21,13 +21,12 @@ from pathlib import Path
 from prefbench.benchmark import BenchmarkSpec
 from prefbench.benchmark.spec import arm_kinds
 from prefbench.engine.config import TrainConfig
+from prefbench.evaluation.results import CONFIDENCE, POWER
 from prefbench.pipeline.config import RunConfig, resolve
 from prefbench.registry import get_objective
 from prefbench.stats import detectable_difference
 from prefbench.util.errors import ConfigError
 from prefbench.util.files import read_jsonl
-
-CONFIDENCE, POWER = 0.95, 0.8
 
 
 @dataclass(frozen=True)
