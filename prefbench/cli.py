@@ -122,7 +122,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     preset=args.preset, seeds=seeds, model=args.model or "",
                     quantization=args.quantization, judge=args.judge, params=params,
                     overrides=parse_set(args.set + ([f"data.arm={args.arm}"] if args.arm else [])),
-                    output_dir=args.output_dir or "")
+                    output_dir=args.output_dir or "", sweep=args.sweep)
     if args.plan or args.pilot:
         from prefbench.pipeline.plan import plan
 
@@ -240,6 +240,10 @@ def _add_run_command(sub) -> None:
                    "same: every objective on every pair; conditional: all on conditional pairs; joint-only: "
                    "joint-span objectives on joint pairs)")
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
+    p.add_argument("--sweep", action="store_true", help="first tune each objective over the spec's sweep grid (its "
+                   "strength parameters x learning rates) on validation prompts apart from the eval prompts, then "
+                   "train every seed at the chosen point; adds each objective's win-rate-vs-KL frontier and a "
+                   "comparison at matched KL to the report")
     p.add_argument("--plan", action="store_true", help="print the resolved settings, the expected time and (with "
                    "--pilot) the detectable differences, and stop without training")
     p.add_argument("--pilot", metavar="RUN", help="with --plan: a finished run of this benchmark whose timings and "

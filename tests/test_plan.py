@@ -27,8 +27,8 @@ def test_the_quick_preset_work_by_hand():
 
 def test_a_plan_scales_the_pilots_spread_and_rates(tmp_path, capsys):
     pilot = tmp_path / "pilot"
-    (pilot / "generations").mkdir(parents=True)
-    for name, n in (("reference", 30), ("dpo-seed0", 30), ("jpo-seed0", 30)):
+    for name, n in (("reference", 30), ("dpo/seed0", 30), ("jpo/seed0", 30)):   # the run directory's layout
+        (pilot / "generations" / f"{name}.jsonl").parent.mkdir(parents=True, exist_ok=True)
         (pilot / "generations" / f"{name}.jsonl").write_text("{}\n" * n)
     spread = {"prompts": 40, "seeds": 2, "prompt_variance": 0.09, "seed_variance": 0.002}
     (pilot / "results.json").write_text(json.dumps({
@@ -51,3 +51,16 @@ def test_a_plan_scales_the_pilots_spread_and_rates(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "seeds: 0, 1" in out and "from the reference 2-core CPU's rates" in out and "--pilot RUN" in out
     assert REFERENCE_RATES["step"] > 0
+
+
+def test_a_swept_plan_counts_every_grid_point_once():
+    cfg = RunConfig(objectives=["dpo", "jpo"], sweep=True)
+    spec, params = resolve(cfg)
+    w = work(cfg, spec, params)
+    # 3 strengths x 2 learning rates per objective, 48 validation prompts; each point trains once, and the chosen
+    # point's seed-0 run is copied into the train stage, so each objective trains 6 + 2 - 1 times
+    assert w.points == 12
+    assert w.steps == pytest.approx(20 * (1 + JOINT_STEP) * 7)
+    assert w.answers == 5 * (160 + 4 * 32) + 4 * 32 + 13 * 48 + 12 * 48
+    text = plan(cfg)
+    assert "sweep: 12 points on 48 validation prompts (dpo: beta0.03-lr0.0002, " in text

@@ -3,7 +3,8 @@ where, how to evaluate, the training settings every objective shares, each objec
 hyperparameters, and presets over all of it."""
 
 from prefbench.benchmark.catalog import benchmarks_table, list_benchmarks, load_benchmark, parse_set
-from prefbench.benchmark.spec import DEFAULT_PRESET, BenchmarkError, BenchmarkSpec, DataSettings, EvalSettings
+from prefbench.benchmark.spec import (DEFAULT_PRESET, BenchmarkError, BenchmarkSpec, DataSettings, EvalSettings,
+                                      SweepPoint, SweepSettings)
 
-__all__ = ["DEFAULT_PRESET", "BenchmarkError", "BenchmarkSpec", "DataSettings", "EvalSettings", "benchmarks_table",
-           "list_benchmarks", "load_benchmark", "parse_set"]
+__all__ = ["DEFAULT_PRESET", "BenchmarkError", "BenchmarkSpec", "DataSettings", "EvalSettings", "SweepPoint", "SweepSettings",
+           "benchmarks_table", "list_benchmarks", "load_benchmark", "parse_set"]

@@ -22,6 +22,7 @@ from prefbench.benchmark.spec import (
     BenchmarkSpec,
     DataSettings,
     EvalSettings,
+    SweepSettings,
 )
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.formats.release import KIND_CHOICES
@@ -36,7 +37,7 @@ _RUN_OWNED_TRAIN_KEYS = {"data": "the benchmark builds the data", "objective": "
                          "objective_params": "use the top-level objective_params section"}
 
 _TOP_KEYS = ("name", "task", "description", "model", "seeds", "sft", "data", "eval", "train", "objective_params",
-             "presets")
+             "sweep", "presets")
 _OVERRIDABLE = [k for k in _TOP_KEYS if k not in ("name", "task", "presets")]   # by presets and --set
 # the dataset a human-comparison source holds, and the one kind of pair it has
 _SOURCE_TASK = {"summarize_from_feedback": "tldr", "hh-rlhf": "hh-helpful"}
@@ -223,6 +224,59 @@ def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, f
     return out
 
 
+def _number_list(value: Any, where: str, positive: bool = False) -> tuple[float, ...]:
+    if not isinstance(value, list) or not value or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        hint = " (YAML reads 1e-4 as text; write 1.0e-4)" if isinstance(value, list) and any(
+            _is_number_text(v) for v in value) else ""
+        raise BenchmarkError(f"{where}: expected a non-empty list of numbers, got {value!r}{hint}")
+    if positive and not all(v > 0 for v in value):
+        raise BenchmarkError(f"{where}: every value must be > 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise BenchmarkError(f"{where}: values repeat: {value!r}")
+    return tuple(float(v) for v in value)
+
+
+def _validate_sweep(values: Any, where: str) -> SweepSettings:
+    """The sweep section: ``grid`` values are checked against each objective's declared ranges."""
+    if values is None:
+        return SweepSettings()
+    if not isinstance(values, dict):
+        raise BenchmarkError(f"{where}: expected a mapping (validation_prompts, lr, grid, seed), got {values!r}")
+    names = [f.name for f in dataclasses.fields(SweepSettings)]
+    _check_keys(values, names, where)
+    defaults = SweepSettings()
+    prompts = _typed(values.get("validation_prompts", defaults.validation_prompts), 0, f"{where}.validation_prompts")
+    if prompts < 2:
+        raise BenchmarkError(f"{where}.validation_prompts must be >= 2, got {prompts}")
+    seed = _typed(values.get("seed", defaults.seed), 0, f"{where}.seed")
+    # no list (or an empty one): the spec's own learning rate
+    lr = _number_list(values["lr"], f"{where}.lr", positive=True) if values.get("lr") not in (None, []) else ()
+    grid_in = values.get("grid") or {}
+    if not isinstance(grid_in, dict):
+        raise BenchmarkError(f"{where}.grid: expected a mapping objective -> {{param: [values]}}, got {grid_in!r}")
+    grid = {}
+    for name, params in grid_in.items():
+        at = f"{where}.grid.{name}"
+        try:
+            objective = get_objective(name)
+        except ObjectiveError as exc:
+            raise BenchmarkError(f"{at}: {exc}") from None
+        if not isinstance(params, dict) or not params:
+            raise BenchmarkError(f"{at}: expected a mapping of hyperparameter -> [values], got {params!r}")
+        _check_keys(params, list(objective.params), at)
+        grid[objective.name] = {}
+        for param, listed in params.items():
+            numbers = _number_list(listed, f"{at}.{param}")
+            for v in numbers:
+                try:
+                    objective.params[param].check(objective.name, param, v)
+                except ObjectiveError as exc:
+                    raise BenchmarkError(f"{at}: {exc}") from None
+            grid[objective.name][param] = numbers
+    return SweepSettings(validation_prompts=prompts, lr=lr, grid=grid, seed=seed)
+
+
 def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: dict[str, Any] | None = None
                ) -> BenchmarkSpec:
     """A validated spec from a parsed YAML document with ``preset`` applied, then ``overrides``
@@ -277,6 +331,7 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
         model=model,
         seeds=tuple(seeds),
         sft=_validate_sft(merged.get("sft"), merged["task"], f"{where}: sft"),
+        sweep=_validate_sweep(merged.get("sweep"), f"{where}: sweep"),
         source=source,
     )
 

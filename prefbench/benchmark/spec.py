@@ -8,6 +8,7 @@ This module holds what a resolved spec is; :mod:`prefbench.benchmark.parse` read
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,49 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class SweepSettings:
+    """``prefbench run --sweep``: per objective, a grid over its own hyperparameters (``grid``, objective ->
+    parameter -> values; an objective not named keeps the spec's values) and the learning rate (``lr``; empty:
+    the spec's), each point trained once (``seed``) and judged on ``validation_prompts`` prompts that are
+    disjoint from the eval prompts. The point with the highest validation win rate trains every seed."""
+
+    validation_prompts: int = 48
+    lr: tuple[float, ...] = ()
+    grid: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    seed: int = 0
+
+    def points(self, objective: str, params: dict[str, float], lr: float) -> list[SweepPoint]:
+        """Every combination of ``objective``'s grid values (over ``params``, its values elsewhere) and the
+        learning rates (``lr`` when the sweep lists none), in grid order."""
+        grid = self.grid.get(objective, {})
+        names = list(grid)
+        out = []
+        for values in itertools.product(*(grid[n] for n in names)):
+            for rate in self.lr or (lr,):
+                out.append(SweepPoint(objective, {**params, **dict(zip(names, values))}, rate, tuple(names)))
+        return out
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    """One training run of a sweep: an objective at some hyperparameters and learning rate."""
+
+    objective: str
+    params: dict[str, float]
+    lr: float
+    swept: tuple[str, ...] = ()          # the parameters the grid varies (they name the point)
+
+    @property
+    def name(self) -> str:
+        """Folder-safe and readable: ``beta0.03-lr0.0002``."""
+        return "-".join([f"{k}{self.params[k]:g}" for k in self.swept] + [f"lr{self.lr:g}"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {"objective": self.objective, "name": self.name, "params": self.params, "lr": self.lr,
+                "swept": list(self.swept)}
+
+
+@dataclass(frozen=True)
 class BenchmarkSpec:
     name: str
     task: str
@@ -95,6 +139,7 @@ class BenchmarkSpec:
     seeds: tuple[int, ...] = (0,)                                      # training seeds when a run names none
     sft: dict[str, Any] = field(default_factory=dict)                  # TrainConfig overrides of an SFT stage
                                                                        # (empty: none; data-backed tasks only)
+    sweep: SweepSettings = field(default_factory=SweepSettings)        # used by `prefbench run --sweep`
     source: str = ""                                                   # the file it was read from
 
     @property
@@ -121,4 +166,7 @@ class BenchmarkSpec:
         """Plain YAML/JSON-ready values (for the run's config record)."""
         d = dataclasses.asdict(self)
         d["eval"]["variants"] = list(self.eval.variants)
+        d["sweep"] = {"validation_prompts": self.sweep.validation_prompts, "lr": list(self.sweep.lr),
+                      "grid": {o: {k: list(v) for k, v in g.items()} for o, g in self.sweep.grid.items()},
+                      "seed": self.sweep.seed}
         return d

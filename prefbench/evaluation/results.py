@@ -88,7 +88,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     against_itself = baseline == REFERENCE   # then its outcomes are all ties by construction
     results = {"schema": SCHEMA, **{k: meta[k] for k in ("benchmark", "preset", "model")},
                **{k: meta[k] for k in ("arm", "data") if meta.get(k)},
-               **({"start_model": meta["start_model"]} if meta.get("start_model") else {}), "baseline": baseline,
+               **{k: meta[k] for k in ("start_model", "sweep") if meta.get(k)}, "baseline": baseline,
                "confidence": CONFIDENCE, "n_prompts": len(parents), "correction": "holm", "judge": meta["judge"],
                "reference": {"mean_score": ref.interval(ref.score[:, :, 0]).to_json() if pointwise else None,
                              "mean_length": float(np.nanmean(ref.words[:, :, 0])),
@@ -107,7 +107,7 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
         table = _Table([r for r in rows if r["system"] in {s.name for s in members}], parents, columns,
                        [s.name for s in members])
         outcomes[objective], scores[objective] = table.outcome[:, :, 0], table.score[:, :, 0]
-        kl = _kl(run_dir, members, parents)
+        kl = prompt_kl(run_dir, members, parents)
         results["systems"].append({
             "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
             "seeds": [s.seed for s in members],
@@ -201,7 +201,7 @@ def _vs_gold(gold_rows: list[dict], names: list[str], parents: list[str]) -> dic
     return _outcomes(_Table(mine, parents, ["original"], names)) if mine else None
 
 
-def _kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
+def prompt_kl(run_dir: Path, members: list[System], parents: list[str]) -> np.ndarray | None:
     """[seeds, prompts with KL samples] mean KL per prompt (a run may draw them for a subset of its prompts), or
     None when no KL samples were drawn."""
     if not all(kl_path(run_dir, s).exists() for s in members):

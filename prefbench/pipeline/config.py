@@ -35,6 +35,7 @@ class RunConfig:
     params: dict[str, dict[str, float]] = field(default_factory=dict)  # per-objective overrides of the preset
     overrides: dict = field(default_factory=dict)  # benchmark settings over the preset (--set data.location=...)
     output_dir: str = ""               # default runs/<benchmark>-<preset>
+    sweep: bool = False                # tune each objective on validation prompts first (the spec's sweep section)
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -65,10 +66,12 @@ def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]
 def _identity(cfg: RunConfig, spec: BenchmarkSpec) -> dict:
     """What fixes the numbers of a run. Objectives and seeds may be added to an existing run (each
     training folder checks its own config); everything shared must match."""
-    # where the YAML sits does not change numbers; the seeds trained are the run's own (they may be added)
-    bench = {k: v for k, v in spec.to_dict().items() if k not in ("source", "seeds")}
+    # where the YAML sits does not change numbers; the seeds trained are the run's own (they may be added); the
+    # sweep section only matters to a swept run, and a swept run's objectives train at other settings
+    skip = ("source", "seeds") if cfg.sweep else ("source", "seeds", "sweep")
+    bench = {k: v for k, v in spec.to_dict().items() if k not in skip}
     return {"benchmark": bench, "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
-            "judge": cfg.judge}
+            "judge": cfg.judge, **({"sweep": True} if cfg.sweep else {})}
 
 
 def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path) -> None:
@@ -119,11 +122,14 @@ def start_model(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> str:
     return str(merged_model_dir(run_dir / "sft")) if spec.sft else cfg.model
 
 
-def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: str, seed: int, run_dir: Path
-                 ) -> TrainConfig:
+def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: str, seed: int, run_dir: Path,
+                 lr: float | None = None) -> TrainConfig:
+    """One objective's training at one seed (``lr``: a sweep's learning rate instead of the spec's)."""
     kinds = arm_kinds(spec.data.arm, get_objective(objective).span)
-    return TrainConfig.from_dict({**spec.train, "data": str(run_dir / "data" / "train.jsonl"), "pair_kinds": kinds,
+    rate = {"lr": lr} if lr is not None else {}
+    return TrainConfig.from_dict({**spec.train, **rate, "data": str(Path(run_dir) / "data" / "train.jsonl"),
+                                  "pair_kinds": kinds,
                                   "objective": objective,
                                   "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),
                                   "quantization": cfg.quantization, "seed": seed,
-                                  "output_dir": str(run_dir / objective / f"seed{seed}")}, f"benchmark {spec.name}")
+                                  "output_dir": str(Path(run_dir) / objective / f"seed{seed}")}, f"benchmark {spec.name}")

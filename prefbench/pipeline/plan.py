@@ -23,6 +23,7 @@ from prefbench.benchmark.spec import arm_kinds
 from prefbench.engine.config import TrainConfig
 from prefbench.evaluation.results import CONFIDENCE, POWER
 from prefbench.pipeline.config import RunConfig, resolve
+from prefbench.pipeline.sweep import sweep_points
 from prefbench.registry import get_objective
 from prefbench.stats import detectable_difference
 from prefbench.util.errors import ConfigError
@@ -35,32 +36,44 @@ class Work:
                           # JOINT_STEP conditional ones (no shared instruction: more tokens)
     answers: int          # answers and KL samples over every system
     samples: int          # on-policy reference samples (0: the data comes from a release, or is cached)
+    points: int = 0       # sweep points (trained once each; their steps and answers are in the figures above)
 
 
 # seconds per unit on the reference machine (2-core CPU, embedded SmolLM2 in 4-bit, bfloat16 compute), from the
-# stage timings of `./scripts/run.sh` at the commit that last changed the engine (docs/performance.md)
-REFERENCE_RATES = {"step": 2.9, "answer": 0.12, "sample": 0.19}
+# stage timings of the fresh-clone runs in reports/ifeval-lite-quick*/ (docs/performance.md): 688 s over 236 steps
+# and 650 s over 3,488 answers (five objectives), 305 s over 98 steps (dpo,jpo); 77 s over 320 samples
+REFERENCE_RATES = {"step": 3.0, "answer": 0.19, "sample": 0.24}
 JOINT_STEP = 1.45     # a step on conditional + joint pairs over one on conditional pairs (measured as above)
 
 
-def work(cfg: RunConfig, spec: BenchmarkSpec) -> Work:
+def work(cfg: RunConfig, spec: BenchmarkSpec, params: dict | None = None) -> Work:
+    """The run's work; with ``cfg.sweep``, the sweep's too (``params``: the objectives' resolved parameters)."""
     train = TrainConfig.from_dict({**spec.train, "data": "-", "objective": "dpo", "output_dir": "-"}, "plan")
-    per_run = train.max_steps * train.batch_size / 8
-    steps = sum(per_run * (JOINT_STEP if arm_kinds(spec.data.arm, get_objective(o).span) != "conditional" else 1.0)
-                for o in cfg.objectives) * len(cfg.seeds)
+    per_run = {o: train.max_steps * train.batch_size / 8 * (
+        JOINT_STEP if arm_kinds(spec.data.arm, get_objective(o).span) != "conditional" else 1.0) for o in cfg.objectives}
+    runs = {o: len(cfg.seeds) for o in cfg.objectives}
     e = spec.eval
     subset = min(e.subset_prompts or e.prompts, e.prompts)
     per_system = e.prompts + subset * len(e.variants)
     systems = len(cfg.objectives) * len(cfg.seeds)
     answers = (systems + 1) * per_system + systems * subset * e.kl_samples
+    points = 0
+    if cfg.sweep:
+        grid = sweep_points(cfg, spec, params or {o: {} for o in cfg.objectives})
+        for o, listed in grid.items():
+            # the chosen point's training at the sweep's seed is copied into the train stage, not redone
+            runs[o] += len(listed) - (spec.sweep.seed in cfg.seeds)
+            points += len(listed)
+        answers += (points + 1) * spec.sweep.validation_prompts + points * spec.sweep.validation_prompts * max(
+            1, e.kl_samples)
     samples = spec.data.train_prompts * spec.data.samples_per_prompt if spec.data.source == "onpolicy" else 0
-    return Work(steps, answers, samples)
+    return Work(sum(per_run[o] * runs[o] for o in cfg.objectives), answers, samples, points)
 
 
 def plan(cfg: RunConfig, pilot: Path | None = None) -> str:
     """The plan as text: resolved settings, expected time and detectable differences."""
     spec, params = resolve(cfg)
-    mine = work(cfg, spec)
+    mine = work(cfg, spec, params)
     e, d = spec.eval, spec.data
     subset = min(e.subset_prompts or e.prompts, e.prompts)
     lines = [f"plan: {spec.name}, preset {spec.preset}, model {cfg.model} ({cfg.quantization}), judge {cfg.judge}",
@@ -73,6 +86,10 @@ def plan(cfg: RunConfig, pilot: Path | None = None) -> str:
              f"eval: {e.prompts} prompts" + (f", {len(e.variants)} robustness variants and {e.kl_samples} KL "
                                               f"sample(s) on the first {subset}" if e.variants or e.kl_samples else "")
              + f"; {mine.answers} answers in all"]
+    if cfg.sweep:
+        lines.insert(-1, f"sweep: {mine.points} points on {spec.sweep.validation_prompts} validation prompts ("
+                     + "; ".join(f"{o}: {', '.join(p.name for p in listed)}"
+                                 for o, listed in sweep_points(cfg, spec, params).items()) + ")")
     rates, source = REFERENCE_RATES, "the reference 2-core CPU's rates (docs/performance.md)"
     results = _pilot_results(pilot) if pilot else None
     if results is not None:
@@ -130,7 +147,7 @@ def _pilot_rates(pilot: Path, results: dict) -> dict[str, float]:
     files record (a stage it skipped, e.g. data found in the cache, keeps the reference rate)."""
     steps = sum(t.get("steps", 0) * (JOINT_STEP if t.get("pair_kinds") != "conditional" else 1.0)
                 for s in results["systems"] for t in s.get("training") or [])
-    answers = sum(len(read_jsonl(f)) for folder in ("generations", "kl") for f in (Path(pilot) / folder).glob("*.jsonl"))
+    answers = sum(len(read_jsonl(f)) for folder in ("generations", "kl") for f in (Path(pilot) / folder).rglob("*.jsonl"))
     samples = (results.get("data") or {}).get("samples", 0)
     timings = results.get("timings") or {}
 

@@ -1,4 +1,4 @@
-"""``prefbench run``: config -> [sft] -> data -> train (objective × seed) -> generate -> judge -> stats -> report.
+"""``prefbench run``: config -> [sft] -> data -> [sweep] -> train (objective × seed) -> generate -> judge -> stats -> report.
 
 Every stage reads the previous stage's artifacts from the run directory and writes its own, and a
 stage whose artifacts are complete is skipped, so a killed run resumes where it stopped and a
@@ -9,6 +9,7 @@ different configuration is refused rather than mixed.
     runs/<name>/sft/                   benchmarks with an SFT stage (tldr, hh-helpful): adapter/, and model/ (merged),
                                        the reference and every objective's starting point
     runs/<name>/data/                  prompts, reference samples with scores, train.jsonl, eval.jsonl
+    runs/<name>/sweep/                 with --sweep: each objective's grid on validation prompts (pipeline/sweep.py)
     runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/)
     runs/<name>/generations/, kl/      answers of every system, KL samples
     runs/<name>/judgments.jsonl, results.json, leaderboard.csv, report.md, report.html, plots/
@@ -32,6 +33,7 @@ from prefbench.engine.trainer import train
 from prefbench.evaluation.generate import generate_systems
 from prefbench.evaluation.judging import evaluate, judge_info
 from prefbench.evaluation.systems import systems_for
+from prefbench.pipeline.sweep import chosen_points, reuse_point, run_sweep, sweep_points
 from prefbench.pipeline.config import (
     RunConfig,
     eval_prompts,
@@ -48,7 +50,7 @@ from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
 
 log = logging.getLogger("prefbench")
 
-STAGES = ("sft", "data", "train", "generate", "judge", "report")
+STAGES = ("sft", "data", "sweep", "train", "generate", "judge", "report")
 
 
 class _Timings:
@@ -83,7 +85,8 @@ def run(cfg: RunConfig) -> dict:
     if not prompts_path.exists():
         write_jsonl(prompts_path, [p.to_json() for p in eval_prompts(spec)])
 
-    overall = tqdm(total=len(STAGES), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
+    stages = [name for name in STAGES if name != "sweep" or cfg.sweep]
+    overall = tqdm(total=len(stages), desc=f"prefbench run {run_dir.name}", unit="stage", position=0)
 
     def stage(name: str, fn):
         overall.set_postfix_str(name)
@@ -97,8 +100,23 @@ def run(cfg: RunConfig) -> dict:
         summary = stage("data", lambda: timed("data", lambda: build_run_data(spec, model, cfg.quantization, 0,
                                                                                run_dir / "data")))
         log.info("data: %s", describe(summary))
-        stage("train", lambda: [timed("train", lambda: train(train_config(cfg, spec, params, o, s, run_dir)))
-                                for o in cfg.objectives for s in cfg.seeds])
+        rates: dict[str, float] = {}
+        if cfg.sweep:
+            swept = stage("sweep", lambda: timed("sweep", lambda: run_sweep(cfg, spec, params, run_dir, judge,
+                                                                            read_eval_prompts(run_dir))))
+            chosen = chosen_points(swept, sweep_points(cfg, spec, params))
+            params = {o: p.params for o, p in chosen.items()}
+            rates = {o: p.lr for o, p in chosen.items()}
+            write_config(cfg, spec, params, run_dir)   # the record names the settings the objectives train at
+            log.info("sweep: chose %s", ", ".join(f"{o} {p.name}" for o, p in chosen.items()))
+
+        def train_one(objective: str, seed: int) -> None:
+            settings = train_config(cfg, spec, params, objective, seed, run_dir, lr=rates.get(objective))
+            if cfg.sweep:
+                reuse_point(chosen[objective], settings, run_dir, cfg, spec)
+            train(settings)
+
+        stage("train", lambda: [timed("train", lambda: train_one(o, s)) for o in cfg.objectives for s in cfg.seeds])
         stage("generate", lambda: timed("generate", lambda: generate_systems(
             run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
             cfg.quantization, seed=0, dtype=spec.compute_dtype)))
@@ -136,7 +154,8 @@ def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> 
             "arm": bench.get("data", {}).get("arm"),
             "data": _read_json(Path(run_dir) / "data" / "summary.json"),
             "params": config["objective_params"], "judge": judge_info(judge),
-            **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {})}
+            **({"start_model": str(merged_model_dir(run_dir / "sft"))} if bench.get("sft") else {}),
+            **({"sweep": _read_json(Path(run_dir) / "sweep" / "results.json")} if config.get("sweep") else {})}
     return evaluate(run_dir, systems_for(objectives, seeds), read_eval_prompts(run_dir), judge, meta,
                     bench.get("eval", {}).get("baseline", "reference"), task=get_task(bench["task"]))
 

@@ -75,4 +75,10 @@ def draw_figures(results: dict, run_dir: Path) -> dict[str, str]:
     else:
         skip("reward_kl", "Reward-vs-KL plot skipped: no system has both a KL estimate and a mean score "
                           "in results.json.")
+    sweep = results.get("sweep")
+    if sweep:
+        plots.frontier_plot(sweep, plots.system_colours(list(sweep["objectives"])), out / "frontier.png")
+        show("frontier", "Sweep: validation win rate against KL per grid point, with each objective's frontier")
+    else:
+        skip("frontier", "No sweep in this run.")
     return shown

@@ -250,3 +250,39 @@ def grouped_win_rates(table: dict[str, dict[str, dict | None]], colours: dict[st
     ax.grid(axis="y", alpha=0.3)
     fig.legend(loc="outside right center", frameon=False)
     return save_png(fig, path)
+
+
+def frontier_plot(sweep: dict, colours: dict[str, str], path: Path) -> Path:
+    """Validation win rate against KL for every sweep point, each objective's frontier (best win rate within a
+    KL budget, :mod:`prefbench.stats.frontier`), its chosen point ringed, and the matched KL as a dashed line."""
+    fig = Figure(figsize=(7.5, 5), layout="constrained")
+    ax = fig.add_subplot()
+    reference = sweep["reference"]["win_rate"]["estimate"] * 100
+    ax.plot([0], [reference], "o", ms=8, color=REFERENCE_COLOUR)
+    ax.annotate("reference", (0, reference), xytext=(6, -12), textcoords="offset points", fontsize=9,
+                color=REFERENCE_COLOUR)
+    for name, entry in sweep["objectives"].items():
+        colour = colours.get(name, REFERENCE_COLOUR)
+        kl = [p["kl"]["estimate"] for p in entry["points"]]
+        win = [p["win_rate"]["estimate"] * 100 for p in entry["points"]]
+        ax.plot(kl, win, "o", ms=5, alpha=0.55, color=colour)
+        corners = entry["frontier"]
+        xs, ys = list(corners["kl"]), [s * 100 for s in corners["score"]]
+        if max(kl) > xs[-1]:                       # past its best point the frontier stays flat
+            xs, ys = xs + [max(kl)], ys + [ys[-1]]
+        ax.plot(xs, ys, "-", lw=2, color=colour, label=name)
+        chosen = next(p for p in entry["points"] if p["chosen"])
+        ax.plot(chosen["kl"]["estimate"], chosen["win_rate"]["estimate"] * 100, "o", ms=13, mfc="none", mew=2,
+                color=colour)
+    matched = sweep.get("matched_kl")
+    if matched:
+        ax.axvline(matched["kl"], ls="--", color="black", lw=1, alpha=0.6)
+        ax.annotate(f"matched KL {matched['kl']:.2f}", (matched["kl"], ax.get_ylim()[1]), xytext=(4, -14),
+                    textcoords="offset points", fontsize=9)
+    ax.axhline(50, color="black", lw=0.8, alpha=0.3)
+    ax.set_xlabel("KL(policy ‖ reference) on validation prompts (nats per response)")
+    ax.set_ylabel(f"validation win rate vs {sweep.get('baseline', 'reference')} (%)")
+    ax.set_title("Sweep: win rate against KL (lines: frontier; rings: chosen points)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=9)
+    return save_png(fig, path)

@@ -35,6 +35,7 @@ from prefbench.reporting.html import markdown_to_html
 from prefbench.reporting.leaderboard import leaderboard_csv, leaderboard_markdown
 from prefbench.reporting.load import load_results
 from prefbench.reporting.reading import plain_reading
+from prefbench.reporting.sweep import sweep_section
 from prefbench.util.files import atomic_write_text
 
 
@@ -188,6 +189,8 @@ def report_markdown(results: dict, run_dir: Path) -> str:
              "## Paired differences\n", fig["forest"], _comparisons(results),
              *(["## Head to head\n", _head_to_head(results)] if results.get("head_to_head") else []),
              f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
+             *(["## Sweep (validation prompts)\n", sweep_section(results, fig["frontier"])]
+               if results.get("sweep") else []),
              "## Training\n", _training_data(results), fig["training"],
              "## Instruction robustness\n", fig["robustness"], _robustness_table(results),
              "## Reward vs KL\n", fig["reward_kl"],

@@ -12,6 +12,7 @@ prompts, seeded with ``np.random.default_rng(seed)`` so a report is reproducible
   says how large a difference the run could have detected, so "not significant" can be read;
 * instruction variants: :func:`cluster_mean_ci` / :func:`robustness_summary` (resample prompts
   together with all their variants);
+* sweeps: :func:`frontier_curve` (score against KL) and :func:`matched_kl` (objectives compared at one KL);
 * length bias: :func:`length_controlled_win_rate` (AlpacaEval-style logistic adjustment).
 
 Every interval says which method produced it: ``"BCa"``, ``"percentile"`` when BCa was not
@@ -29,11 +30,13 @@ from prefbench.stats.differences import (
                                          paired_difference,
                                          unpaired_difference,
 )
+from prefbench.stats.frontier import SweepPoints, frontier_at, frontier_curve, matched_kl
 from prefbench.stats.intervals import Interval, StatsError, hierarchical_mean_ci, mean_ci, win_scores
 from prefbench.stats.length import length_controlled_win_rate
 from prefbench.stats.robustness import cluster_mean_ci, robustness_summary
 
-__all__ = ["Interval", "StatsError", "cluster_mean_ci", "detectable_difference", "difference_spread",
+__all__ = ["Interval", "StatsError", "SweepPoints", "cluster_mean_ci", "detectable_difference", "difference_spread",
+           "frontier_at", "frontier_curve", "matched_kl",
            "hierarchical_mean_ci", "hierarchical_paired_difference",
            "holm", "length_controlled_win_rate", "mean_ci", "minimum_detectable_difference", "paired_difference",
            "robustness_summary", "unpaired_difference", "win_scores"]

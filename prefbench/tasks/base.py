@@ -41,7 +41,8 @@ class Task(Protocol):
     name: str
 
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
-        """``split`` is "train" or "eval"; train and eval prompts never share a topic."""
+        """``split`` is "train", "validation" (a sweep's selection prompts) or "eval"; neither train nor
+        validation prompts share a topic with eval prompts."""
 
     def variants(self, prompt: TaskPrompt, seed: int) -> list[TaskPrompt]:
         """Robustness variants of an eval prompt (the original not included); same judge metadata."""

@@ -22,7 +22,9 @@ Gate (applied by every task before its own score):
 
 Split: each task orders its topics by a hash of ``task/topic`` and gives the first
 ``EVAL_FRACTION`` to ``eval``, the rest to ``train``. The split is disjoint by construction and
-independent of the list order; adding a topic moves at most one other across the boundary.
+independent of the list order; adding a topic moves at most one other across the boundary. The
+``validation`` split (a sweep's selection prompts) draws fresh prompts on the *train* topics from its own
+seeded stream, so nothing chosen on it has seen an eval topic.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ MIN_ANSWER_WORDS = 4
 MIN_FUNCTION_SHARE = 0.1
 MAX_META_SHARE = 0.3
 EVAL_FRACTION = 1 / 3
-SPLITS = ("train", "eval")
+SPLITS = ("train", "validation", "eval")
 
 # A word: letters/digits, with inner hyphens or apostrophes ("well-known", "don't" are one word).
 WORD_RE = re.compile(r"[A-Za-z0-9]+(?:[-'’][A-Za-z0-9]+)*")
@@ -157,7 +159,8 @@ def gate(text: str, terms: Iterable[str], extra_gaming: Iterable[str] = ()) -> t
 
 
 def split_topics(task: str, topics: Iterable[Topic], split: str) -> list[Topic]:
-    """The topics of ``split`` ("train" or "eval"), in a fixed hash order (see the module docstring)."""
+    """The topics of ``split`` ("train", "validation" or "eval"), in a fixed hash order (see the module
+    docstring); validation prompts are drawn on the train topics."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ordered = sorted(topics, key=lambda t: hashlib.sha256(f"{task}/{t.name}".encode()).hexdigest())

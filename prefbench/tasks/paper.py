@@ -39,12 +39,16 @@ class PaperTask:
         self.location = location or RELEASE_REPO
 
     def prompts(self, split: str, n: int, seed: int) -> list[TaskPrompt]:
-        """The first ``n`` test items (``seed`` does not change them: the paper's eval set is fixed)."""
-        if split != "eval":
+        """``eval``: the first ``n`` test items (``seed`` does not change them: the paper's eval set is fixed);
+        ``validation`` (a sweep's selection prompts): the last ``n``, from the end backwards, so they stay
+        apart from the eval items unless the two together outnumber the test file (the sweep checks)."""
+        if split not in ("eval", "validation"):
             raise TaskError(f"{self.name} trains on the release's preference files, not on prompts sampled "
                                  "on-policy; its benchmark's data source must not be 'onpolicy'")
+        items = list(enumerate(load_eval_examples(self.name, self.location, n if split == "eval" else None)))
+        chosen = items if split == "eval" else items[::-1][:n]
         return [TaskPrompt(id=f"{self.name}-test-{k:04d}", text=ex.prompt, meta={"gold": ex.response})
-                for k, ex in enumerate(load_eval_examples(self.name, self.location, n))]
+                for k, ex in chosen]
 
     def variants(self, prompt: TaskPrompt, seed: int) -> list[TaskPrompt]:
         request = _last_user_turn(prompt.text)
