@@ -1,5 +1,7 @@
 """LoRA adapters: the engine's dropout and the precision adapted forwards run in."""
 
+import copy
+
 import pytest
 import torch
 
@@ -77,3 +79,39 @@ def test_bfloat16_statistics_agree_with_float32_within_the_stated_tolerance(tiny
         logps, tokens = full.span(span)
         per_token = (half.span(span)[0] - logps).abs().sum() / tokens.sum()
         assert 0 < per_token < BF16_TOLERANCE, (span, per_token)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
+def test_an_applied_adapter_computes_the_peft_policy_exactly(tiny_model_dir, tmp_path, dtype):
+    """with_adapter's policy (LoRALinear layers in bfloat16, merged weights in float32) against PEFT's own model
+    with the same adapter: the same logits, bit for bit in bfloat16 (the same products in the same order)."""
+    from peft import PeftModel
+
+    from prefbench.engine.adapters import LoRALinear, with_adapter
+    from prefbench.engine.models import load_inference_model
+
+    trained = add_lora(load_base_model(str(tiny_model_dir), "none"), dropout=0.05)
+    torch.manual_seed(1)
+    for name, p in trained.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.2)          # B starts at zero: give the adapter something to add
+    trained.save_pretrained(tmp_path / "adapter")
+    base = load_inference_model(str(tiny_model_dir), "none", dtype)
+    policy = with_adapter(base, tmp_path / "adapter")
+    peft_policy = PeftModel.from_pretrained(copy.deepcopy(base), str(tmp_path / "adapter")).eval()
+    for name, p in peft_policy.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.to(base.dtype)
+    ids = torch.randint(0, 200, (3, 11))
+    with torch.inference_mode(), adapter_compute(policy):
+        mine = policy(ids).logits
+    with torch.inference_mode(), adapter_compute(peft_policy):
+        theirs = peft_policy(ids).logits
+        plain = base(ids).logits
+    assert not torch.equal(theirs, plain)                            # the adapter changes the policy
+    if dtype == "bfloat16":
+        assert sum(isinstance(m, LoRALinear) for m in policy.modules()) == 2 * 7   # every linear of 2 layers
+        assert torch.equal(mine, theirs)
+    else:
+        assert not any(isinstance(m, LoRALinear) for m in policy.modules())    # merged into float32 weights
+        torch.testing.assert_close(mine, theirs, atol=1e-5, rtol=1e-5)

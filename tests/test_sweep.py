@@ -92,8 +92,23 @@ def test_a_swept_run_selects_on_validation_prompts_and_trains_the_chosen_points(
         next(p for p in sweep["objectives"]["dpo"]["points"] if p["chosen"])["params"]
 
     assert results["sweep"] == sweep
+    for system in results["systems"]:
+        chosen = next(p for p in sweep["objectives"][system["name"]]["points"] if p["chosen"])
+        assert system["params"] == chosen["params"] and [t["lr"] for t in system["training"]] == [chosen["lr"]] * 2
     report = (out / "report.md").read_text()
     assert "## Sweep" in report and "matched KL" in report and (out / "plots/frontier.png").exists()
+    assert "Each objective was tuned on 3 validation prompts apart from the eval prompts: dpo at beta " in report
+    assert "(of 4 points)" in report and "(of 2 points)" in report
+
+    # a results.json whose sweep lost its choice is refused by the report, naming the field
+    from prefbench.reporting.load import ReportError
+    from prefbench.reporting.report import render_report
+
+    for point in results["sweep"]["objectives"]["jpo"]["points"]:
+        point["chosen"] = False
+    (out / "results.json").write_text(json.dumps(results))
+    with pytest.raises(ReportError, match=r"sweep.objectives.jpo.points: expected exactly one chosen point"):
+        render_report(out)
 
 
 def test_a_sweep_refuses_validation_prompts_that_are_eval_prompts(monkeypatch):

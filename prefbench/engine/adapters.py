@@ -80,7 +80,7 @@ def with_adapter(base, adapter: Path, copy: bool = True):
     """``base`` with the LoRA adapter: merged into its weights (W + s·BA) when they are float32, the trained
     policy with no per-step adapter cost; kept apart when they are in a lower precision, where the sum
     would be rounded to it, so the policy computes as it did in training (each product rounded
-    separately). By default on a copy, so ``base`` itself stays the reference."""
+    separately), as :class:`LoRALinear` layers. By default on a copy, so ``base`` itself stays the reference."""
     from peft import PeftModel
 
     policy = PeftModel.from_pretrained(copying.deepcopy(base) if copy else base, str(adapter))
@@ -91,7 +91,38 @@ def with_adapter(base, adapter: Path, copy: bool = True):
     for name, p in policy.named_parameters():
         if "lora_" in name:
             p.data = p.data.to(base.dtype)
-    return policy.eval()
+    return _without_peft(policy).eval()
+
+
+class LoRALinear(torch.nn.Module):
+    """An adapted linear layer for inference: ``base(x) + B(A(x))·s``, the products PEFT's ``lora.Linear``
+    computes, in the same order (so the same numbers), without its per-call bookkeeping (argument checks,
+    adapter-name lookups, dropout and dtype-cast calls), which decoding pays at every adapted layer of every
+    token: a fifth of a bfloat16 decoding step on the embedded model."""
+
+    def __init__(self, base: torch.nn.Module, a: torch.Tensor, b: torch.Tensor, scaling: float):
+        super().__init__()
+        self.base = base
+        self.a, self.b = torch.nn.Parameter(a, requires_grad=False), torch.nn.Parameter(b, requires_grad=False)
+        self.scaling = scaling
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + torch.nn.functional.linear(torch.nn.functional.linear(x, self.a), self.b) * self.scaling
+
+
+def _without_peft(policy):
+    """The PEFT model's own transformers model with every single-adapter ``lora.Linear`` as :class:`LoRALinear`."""
+    from peft.tuners.lora import Linear
+
+    model = policy.get_base_model()
+    for name, module in list(model.named_modules()):
+        if isinstance(module, Linear):
+            (adapter,) = module.active_adapters
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent), child, LoRALinear(
+                module.base_layer, module.lora_A[adapter].weight, module.lora_B[adapter].weight,
+                module.scaling[adapter]))
+    return model
 
 
 def merge_and_save(model: str, quantization: str, adapter: Path, target: Path) -> None:

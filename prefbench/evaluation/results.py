@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from prefbench.evaluation.systems import REFERENCE, System, kl_path
 from prefbench.stats import (
@@ -225,6 +226,9 @@ def _training(run_dir: Path, system: System) -> dict:
     data = Path(run_dir) / system.name / "data.json"
     if data.exists():
         entry.update(json.loads(data.read_text()))
+    config = Path(run_dir) / system.name / "config.yaml"
+    if config.exists():       # the learning rate it trained at (a sweep chooses one per objective)
+        entry["lr"] = yaml.safe_load(config.read_text()).get("lr")
     metrics = Path(run_dir) / entry["metrics"]
     if metrics.exists():
         steps = read_jsonl(metrics)

@@ -87,6 +87,27 @@ def _check_results(results: Any, path: Path) -> None:
                     raise ReportError(f"{where}.{key}: {c.get(key)!r} is not one of the systems {names}"
                                       f"{suggest(str(c.get(key)), names, 0.6)}")
             _check_interval(c.get(interval), f"{where}.{interval}", required=True)
+    _check_sweep(results.get("sweep"), f"{path}: sweep")
+
+
+def _check_sweep(sweep: Any, where: str) -> None:
+    """A swept run's grid: every point's intervals, one chosen point per objective, the matched-KL comparison."""
+    if sweep is None:
+        return
+    if not isinstance(sweep, dict) or not isinstance(sweep.get("objectives"), dict):
+        raise ReportError(f"{where}.objectives: expected a mapping objective -> its points")
+    _check_interval((sweep.get("reference") or {}).get("win_rate"), f"{where}.reference.win_rate", required=True)
+    for name, entry in sweep["objectives"].items():
+        points = entry.get("points") if isinstance(entry, dict) else None
+        if not isinstance(points, list) or not points:
+            raise ReportError(f"{where}.objectives.{name}.points: expected a non-empty list")
+        for i, point in enumerate(points):
+            for key in ("win_rate", "kl"):
+                _check_interval(point.get(key), f"{where}.objectives.{name}.points[{i}].{key}", required=True)
+        if sum(bool(p.get("chosen")) for p in points) != 1:
+            raise ReportError(f"{where}.objectives.{name}.points: expected exactly one chosen point")
+    for i, d in enumerate((sweep.get("matched_kl") or {}).get("differences") or []):
+        _check_interval(d.get("diff"), f"{where}.matched_kl.differences[{i}].diff", required=True)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:

@@ -81,6 +81,25 @@ def head_to_head_reading(results: dict) -> str:
             f"differ{'s' * (len(real) == 1)} from 50% after {method} correction: {'; '.join(phrases)}{tail}.")
 
 
+def sweep_reading(sweep: dict) -> str:
+    """Which settings the sweep chose, and what the matched-KL comparison says."""
+    chosen = []
+    for name, entry in sweep["objectives"].items():
+        point = next(p for p in entry["points"] if p["chosen"])
+        settings = ", ".join([f"{k} {v:g}" for k, v in point["params"].items()] + [f"lr {point['lr']:g}"])
+        chosen.append(f"{name} at {settings} (of {len(entry['points'])} points)")
+    text = (f"Each objective was tuned on {sweep['validation_prompts']} validation prompts apart from the eval "
+            f"prompts: {join_names(chosen)}.")
+    matched = sweep.get("matched_kl") or {}
+    if matched.get("differences"):
+        real = [d for d in matched["differences"] if d["p_holm"] < 1 - matched["confidence"]]
+        text += (f" At matched KL ({matched['kl']:.2f} nats) on the validation prompts, "
+                 + ("; ".join(f"{d['a']} − {d['b']} = {fmt_points(d['diff'])}" for d in real)
+                    + " after Holm correction." if real else
+                    "no frontier differs from another after Holm correction."))
+    return text
+
+
 def plain_reading(results: dict) -> str:
     """One paragraph: who beats the reference (interval excludes 50%), who loses to it, who is
     indistinguishable, then which pairwise differences are real."""
@@ -107,6 +126,8 @@ def plain_reading(results: dict) -> str:
     sentences.append(pairwise_reading(results))
     if results.get("head_to_head"):
         sentences.append(head_to_head_reading(results))
+    if results.get("sweep"):
+        sentences.append(sweep_reading(results["sweep"]))
     consistency = ((results.get("judge") or {}).get("diagnostics") or {}).get("position_consistency")
     if consistency is not None and consistency < LOW_CONSISTENCY:
         sentences.append(f"Caution: the judge gave the same verdict in both orders for only {consistency:.0%} of the "

@@ -120,10 +120,11 @@ def _training_data(results: dict) -> str:
         return ""
     rows = [[s["name"], runs[s["name"]].get("pair_kinds", DASH),
              *(fmt_number(runs[s["name"]].get(key), 0) for key in ("conditional", "joint", "steps", "tokens_seen")),
+             f"{runs[s['name']]['lr']:g}" if runs[s["name"]].get("lr") else DASH,
              fmt_number(s.get("truncated"), 1, 100, "%")] for s in systems]
-    rows.append(["reference", *[DASH] * 5, fmt_number((results.get("reference") or {}).get("truncated"), 1, 100, "%")])
+    rows.append(["reference", *[DASH] * 6, fmt_number((results.get("reference") or {}).get("truncated"), 1, 100, "%")])
     header = ["system", "pairs trained on", "conditional pairs", "joint pairs", "steps", "tokens seen",
-              "eval answers cut off"]
+              "learning rate", "eval answers cut off"]
     arm = results.get("arm")
     meaning = ": response-span objectives train on conditional pairs (one instruction, two answers), joint-span " \
               "objectives (jpo, sft_jpo) on conditional and joint (cross-instruction) pairs" if arm == "matched" else ""
