@@ -9,6 +9,12 @@ each in its own process and in rotating order over ``--rounds``:
 Prints answers/s (median over rounds), generated tokens/s, peak RSS, and how many answers differ from
 the first setting's: transformers' own greedy ``generate`` in float32, 32 prompts per batch (the stage's
 decoding before prefbench's loop, which drops ended rows and computes the shared system turn once).
+
+A trained system's decoding, PEFT's model against the stage's :class:`~prefbench.engine.adapters.LoRALinear`
+layers (the first named setting is the one answers are compared with):
+
+    .venv/bin/python perf/generation.py --adapter runs/ifeval-lite-quick/dpo/seed0/adapter \
+        --only "adapter peft bfloat16 x128,adapter lora-linear bf16 x128,prefbench bfloat16 x128"
 """
 
 from __future__ import annotations
@@ -21,12 +27,16 @@ import subprocess
 import sys
 import time
 
-# name -> (compute dtype, rows per batch, decoding loop); "x32": 32 rows per batch
+# name -> (compute dtype, rows per batch, decoding loop, how a trained adapter is applied); "x32": 32 rows per batch.
+# The adapter settings need --adapter (a trained adapter folder, e.g. runs/ifeval-lite-quick/dpo/seed0/adapter):
+# "peft" decodes PEFT's own model (the stage before LoRALinear), "lora-linear" the stage's with_adapter policy.
 SETTINGS = {
-    "transformers float32 x32": ("float32", 32, "transformers"),
-    "transformers bfloat16 x128": ("bfloat16", 128, "transformers"),
-    "prefbench float32 x128": ("float32", 128, "prefbench"),
-    "prefbench bfloat16 x128": ("bfloat16", 128, "prefbench"),
+    "transformers float32 x32": ("float32", 32, "transformers", None),
+    "transformers bfloat16 x128": ("bfloat16", 128, "transformers", None),
+    "prefbench float32 x128": ("float32", 128, "prefbench", None),
+    "prefbench bfloat16 x128": ("bfloat16", 128, "prefbench", None),
+    "adapter peft bfloat16 x128": ("bfloat16", 128, "prefbench", "peft"),
+    "adapter lora-linear bf16 x128": ("bfloat16", 128, "prefbench", "lora-linear"),
 }
 
 
@@ -37,14 +47,24 @@ def eval_prompts(n: int) -> list:
     return [p.text for p in with_variants(load_benchmark("ifeval-lite", "quick"))][:n]
 
 
-def run_setting(name: str, n: int) -> dict:
+def run_setting(name: str, n: int, adapter: str | None) -> dict:
+    from prefbench.engine.adapters import with_adapter
     from prefbench.engine.generation import GenerationSettings, generate
     from prefbench.engine.models import EMBEDDED, load_inference_model, load_tokenizer
 
-    dtype, batch, loop = SETTINGS[name]
+    dtype, batch, loop, applied = SETTINGS[name]
     prompts = eval_prompts(n)
     tokenizer = load_tokenizer(EMBEDDED)
     model = load_inference_model(EMBEDDED, "4bit", dtype)
+    if applied == "lora-linear":
+        model = with_adapter(model, adapter, copy=False)
+    elif applied == "peft":
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter).eval()
+        for param_name, p in model.named_parameters():
+            if "lora_" in param_name:
+                p.data = p.data.to(model.get_base_model().dtype)
     decode = generate if loop == "prefbench" else transformers_generate
     settings = GenerationSettings(max_new_tokens=48, batch_size=batch)
     decode(model, tokenizer, prompts[:batch], settings)   # warm-up
@@ -88,25 +108,27 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=200)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="comma-separated setting names (default: all)")
+    ap.add_argument("--adapter", help="a trained adapter folder, for the adapter settings")
     ap.add_argument("--setting", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.setting:
-        print(json.dumps(run_setting(args.setting, args.prompts)))
+        print(json.dumps(run_setting(args.setting, args.prompts, args.adapter)))
         return
     names = args.only.split(",") if args.only else list(SETTINGS)
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[:r % len(names)]:
-            out = subprocess.run([sys.executable, __file__, "--setting", name, "--prompts", str(args.prompts)],
+            out = subprocess.run([sys.executable, __file__, "--setting", name, "--prompts", str(args.prompts)]
+                                 + (["--adapter", args.adapter] if args.adapter else []),
                                  capture_output=True, text=True, check=True)
             runs[name].append(json.loads(out.stdout.strip().splitlines()[-1]))
     first = runs[names[0]][0]["answers"]
     print(f"{args.prompts} prompts, at most 48 new tokens, greedy; median over {args.rounds} rounds")
-    print(f"{'setting':<28}{'answers/s':>10}{'tokens/s':>10}{'peak RSS GB':>13}{'answers differing':>19}")
+    print(f"{'setting':<31}{'answers/s':>10}{'tokens/s':>10}{'peak RSS GB':>13}{'answers differing':>19}")
     for name, rows in runs.items():
         median = lambda key: statistics.median(row[key] for row in rows)  # noqa: E731
         differ = sum(a != b for a, b in zip(rows[0]["answers"], first))
-        print(f"{name:<28}{median('answers_per_s'):>10.2f}{median('tokens_per_s'):>10.0f}"
+        print(f"{name:<31}{median('answers_per_s'):>10.2f}{median('tokens_per_s'):>10.0f}"
               f"{median('peak_rss_gb'):>13.2f}{differ:>19}")
 
 

@@ -29,7 +29,7 @@ from prefbench.benchmark import BenchmarkSpec, SweepPoint
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.trainer import train
 from prefbench.evaluation.generate import generate_systems
-from prefbench.evaluation.judging import gold_responses, judge_against
+from prefbench.evaluation.judging import gold_responses, judge_against, judge_info
 from prefbench.evaluation.results import CONFIDENCE, prompt_kl
 from prefbench.evaluation.systems import REFERENCE, System, load_generations
 from prefbench.pipeline.config import RunConfig, start_model, train_config
@@ -94,7 +94,7 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
              {g["id"]: g["response"] for g in load_generations(sweep_dir, System(REFERENCE))})
     rows = judge_against(sweep_dir, systems, prompts, judge, baseline, texts, spec.make_task())
     write_jsonl(sweep_dir / "judgments.jsonl", rows)
-    results = summarize(rows, grid, prompts, sweep_dir, spec)
+    results = {**summarize(rows, grid, prompts, sweep_dir, spec), "judge": judge_info(judge)["name"]}
     atomic_write_text(sweep_dir / "results.json", json.dumps(results, indent=2) + "\n")
     return results
 
