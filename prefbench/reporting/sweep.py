@@ -26,10 +26,11 @@ def sweep_section(results: dict, figure: str) -> str:
                          "**chosen**" if p["chosen"] else ""])
     points = table(["objective", "parameters", "lr", f"validation win rate vs {baseline} (CI)", "KL (CI)",
                     "mean score", "cut off", "gaming", ""], rows, numeric_from=3)
+    judge = sweep.get("judge", "the run's judge")
     intro = (f"Before the comparison, every objective trained once (seed {sweep['seed']}) at each point of its grid "
              f"(its own strength parameters × learning rates) and answered {sweep['validation_prompts']} *validation* "
              "prompts, drawn apart from the eval prompts (never the same prompt; on ifeval-lite and sentiment, "
-             f"training topics only), judged by {sweep.get('judge', "the run's judge")}. The point with the highest "
+             f"training topics only), judged by {judge}. The point with the highest "
              "validation win rate (ties: the lower KL), in "
              "**bold**, is the setting every seed above trained at. The eval prompts played no part in the choice.\n")
     matched = sweep.get("matched_kl") or {}
