@@ -100,3 +100,16 @@ def test_the_sweep_chooses_the_best_validation_win_rate_and_the_lower_kl_on_a_ti
     assert [p["win_rate"]["estimate"] for p in entry["points"]] == [0.625, 0.625, 0.375]
     assert entry["points"][0]["truncated"] == 0 and entry["points"][0]["gaming"] == 0
     assert entry["frontier"] == {"kl": [0.0, 1.0], "score": [0.5, 0.625]}
+
+
+def test_a_choice_at_the_edge_of_the_grid_is_named():
+    from prefbench.reporting.sweep import grid_edges
+
+    def point(beta, lr, chosen=False):
+        return {"params": {"beta": beta, "alpha": 1.0}, "lr": lr, "chosen": chosen}
+
+    grid = [point(b, lr) for b in (0.03, 0.1, 0.3) for lr in (2e-4, 5e-4)]
+    grid[1]["chosen"] = True                                   # beta 0.03, lr 5e-4: a corner
+    assert grid_edges(grid) == ["beta 0.03 (smallest)", "lr 0.0005 (largest)"]
+    grid[1]["chosen"], grid[2]["chosen"] = False, True         # beta 0.1, lr 2e-4: inside in beta
+    assert grid_edges(grid) == ["lr 0.0002 (smallest)"]        # (alpha was not swept: never an edge)

@@ -11,6 +11,20 @@ def _params(point: dict) -> str:
     return ", ".join(f"{k} {v:g}" for k, v in point["params"].items()) or "—"
 
 
+def grid_edges(points: list[dict]) -> list[str]:
+    """The swept settings (parameters with several values, the learning rate) at which the chosen point sits at the
+    smallest or largest value tried, e.g. ``["beta 0.03 (smallest)", "lr 0.0005 (largest)"]``."""
+    chosen = next(p for p in points if p["chosen"])
+    values = {k: [p["params"][k] for p in points] for k in chosen["params"]}
+    values["lr"] = [p["lr"] for p in points]
+    out = []
+    for key, tried in values.items():
+        value = chosen["lr"] if key == "lr" else chosen["params"][key]
+        if len(set(tried)) > 1 and value in (min(tried), max(tried)):
+            out.append(f"{key} {value:g} ({'smallest' if value == min(tried) else 'largest'})")
+    return out
+
+
 def sweep_section(results: dict, figure: str) -> str:
     sweep = results.get("sweep")
     if not sweep:
@@ -33,6 +47,11 @@ def sweep_section(results: dict, figure: str) -> str:
              f"training topics only), judged by {judge}. The point with the highest "
              "validation win rate (ties: the lower KL), in "
              "**bold**, is the setting every seed above trained at. The eval prompts played no part in the choice.\n")
+    edges = [f"{name} ({', '.join(where)})" for name, entry in sweep["objectives"].items()
+             if (where := grid_edges(entry["points"]))]
+    if edges:
+        intro += ("\n*At the edge of its grid*: " + "; ".join(edges) + ". The best setting may lie beyond the values "
+                  "tried; widen the grid there (`--set sweep.grid.OBJECTIVE.PARAM=[...]`, `--set sweep.lr=[...]`).\n")
     matched = sweep.get("matched_kl") or {}
     part = ""
     if matched:
