@@ -20,8 +20,8 @@ def test_the_quick_preset_work_by_hand():
     w = work(cfg, spec)
     # 20 steps per run; jpo trains on conditional + joint pairs (a step weighs JOINT_STEP); two seeds
     assert w.steps == pytest.approx(20 * (1 + JOINT_STEP) * 2)
-    # per system 160 prompts + 4 variants of the first 32; 4 trained systems + the reference; 1 KL sample on 32
-    assert w.answers == 5 * (160 + 4 * 32) + 4 * 32
+    # per system 160 prompts + 4 variants of the first 24; 4 trained systems + the reference; 1 KL sample on 24
+    assert w.answers == 5 * (160 + 4 * 24) + 4 * 24
     assert w.samples == 80 * 4
 
 
@@ -61,6 +61,6 @@ def test_a_swept_plan_counts_every_grid_point_once():
     # point's seed-0 run is copied into the train stage, so each objective trains 6 + 2 - 1 times
     assert w.points == 12
     assert w.steps == pytest.approx(20 * (1 + JOINT_STEP) * 7)
-    assert w.answers == 5 * (160 + 4 * 32) + 4 * 32 + 13 * 48 + 12 * 48
+    assert w.answers == 5 * (160 + 4 * 24) + 4 * 24 + 13 * 48 + 12 * 48
     text = plan(cfg)
     assert "sweep: 12 points on 48 validation prompts (dpo: beta0.03-lr0.0002, " in text

@@ -98,7 +98,7 @@ def test_a_swept_run_selects_on_validation_prompts_and_trains_the_chosen_points(
     report = (out / "report.md").read_text()
     assert "## Sweep" in report and "matched KL" in report and (out / "plots/frontier.png").exists()
     assert "Each objective was tuned on 3 validation prompts apart from the eval prompts: dpo at beta " in report
-    assert "(of 4 points)" in report and "(of 2 points)" in report
+    assert "(of 4 points; KL " in report and "(of 2 points; KL " in report
 
     # a results.json whose sweep lost its choice is refused by the report, naming the field
     from prefbench.reporting.load import ReportError
