@@ -120,3 +120,23 @@ def test_an_unknown_arm_is_refused_with_a_suggestion(tiny_model_dir, spec_file, 
 
     with pytest.raises(BenchmarkError, match="data.arm: unknown value 'matchd'.*'matched'"):
         run(config(tiny_model_dir, spec_file, tmp_path / "run", overrides={"data": {"arm": "matchd"}}))
+
+
+def test_a_run_directory_in_use_is_refused_at_once(tiny_model_dir, spec_file, tmp_path, capsys):
+    from prefbench.cli import main
+    from prefbench.pipeline.run import reevaluate
+    from prefbench.util.runs import RunInUseError, run_lock
+
+    out = tmp_path / "run"
+    with run_lock(out):              # another `prefbench run` holds the folder
+        with pytest.raises(RunInUseError, match=rf"{out} is in use by process \d+; wait for it"):
+            run(config(tiny_model_dir, spec_file, out))
+        assert sorted(p.name for p in out.iterdir()) == [".prefbench.lock"]     # nothing written
+        assert main(["run", "--benchmark", str(spec_file), "--preset", "smoke", "--objectives", "dpo", "--model",
+                     str(tiny_model_dir), "--quantization", "none", "--output-dir", str(out)]) == 2
+        assert "is in use by process" in capsys.readouterr().err
+        (out / "config.yaml").write_text("{}")
+        with pytest.raises(RunInUseError):
+            reevaluate(out)
+    with run_lock(out):              # released when its holder is done: the folder is free again
+        pass

@@ -47,6 +47,7 @@ from prefbench.pipeline.config import (
 from prefbench.reporting.report import render_report
 from prefbench.tasks import TaskPrompt, get_task
 from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
+from prefbench.util.runs import run_lock
 
 log = logging.getLogger("prefbench")
 
@@ -76,8 +77,12 @@ def run(cfg: RunConfig) -> dict:
     spec, params = resolve(cfg)
     # fail on a bad judge (and on unreadable eval data, below) before hours of training
     judge = make_run_judge(cfg.judge, spec.make_task(), spec.eval.judge_prompts)
+    with run_lock(Path(cfg.output_dir)):
+        return _run(cfg, spec, params, judge)
+
+
+def _run(cfg: RunConfig, spec, params: dict, judge) -> dict:
     run_dir = Path(cfg.output_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     write_config(cfg, spec, params, run_dir)
     timed = _Timings(run_dir)
     # the eval items first: a data-backed task reads them from its dataset, which fails fast if unreachable
@@ -169,6 +174,11 @@ def reevaluate(run_dir: Path, judge_spec: str | None = None) -> dict:
     re-render everything derived from them (leaderboard, report, plots), so nothing stale remains."""
     run_dir = Path(run_dir)
     config = read_run_config(run_dir)
+    with run_lock(run_dir):
+        return _reevaluate(run_dir, config, judge_spec)
+
+
+def _reevaluate(run_dir: Path, config: dict, judge_spec: str | None) -> dict:
     evaluation = config["benchmark"].get("eval", {})
     task = get_task(config["benchmark"]["task"])  # the eval items are read from data/eval.jsonl, not from the task
     judge = make_run_judge(judge_spec or config["judge"], task, evaluation.get("judge_prompts", "general"))
