@@ -27,6 +27,14 @@ def test_the_frontier_is_the_upper_hull_from_the_reference_to_the_best_point():
     assert frontier_at([1, 2], [0.4, 0.3], REF, 1.5) == 0.5
 
 
+def test_equal_kls_collinear_points_and_a_point_at_kl_0_above_the_reference():
+    # at one KL only the best point counts; a point on the chord between two corners is no corner
+    assert frontier_curve([1, 1, 2], [0.6, 0.7, 0.8], REF) == {"kl": [0.0, 1.0, 2.0], "score": [0.5, 0.7, 0.8]}
+    assert frontier_curve([1, 2], [0.6, 0.7], REF) == {"kl": [0.0, 2.0], "score": [0.5, 0.7]}
+    # a point at KL 0 that beats the reference replaces it as the start
+    assert frontier_curve([0, 1], [0.6, 0.65], REF) == {"kl": [0.0, 1.0], "score": [0.6, 0.65]}
+
+
 def test_the_frontier_is_non_decreasing_and_ignores_dominated_points():
     rng = np.random.default_rng(1)
     for _ in range(200):
@@ -113,3 +121,14 @@ def test_a_choice_at_the_edge_of_the_grid_is_named():
     assert grid_edges(grid) == ["beta 0.03 (smallest)", "lr 0.0005 (largest)"]
     grid[1]["chosen"], grid[2]["chosen"] = False, True         # beta 0.1, lr 2e-4: inside in beta
     assert grid_edges(grid) == ["lr 0.0002 (smallest)"]        # (alpha was not swept: never an edge)
+
+
+def test_a_clear_gap_at_matched_kl_gets_a_small_p_value_with_kl_varying_by_prompt():
+    rng = np.random.default_rng(3)
+    n = 60
+    kl = lambda scale: rng.gamma(4, scale / 4, (2, n))   # noqa: E731 (per-prompt KL around `scale`)
+    strong = SweepPoints(kl(2.0), (rng.uniform(size=(2, n)) < np.array([[0.7], [0.9]])).astype(float))
+    weak = SweepPoints(kl(2.0), (rng.uniform(size=(2, n)) < np.array([[0.45], [0.5]])).astype(float))
+    result = matched_kl({"strong": strong, "weak": weak}, np.full(n, 0.5), n_resamples=2000)
+    d = result["differences"][0]
+    assert d["diff"]["estimate"] > 0.2 and d["diff"]["low"] > 0 and d["p"] < 0.01

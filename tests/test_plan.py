@@ -32,7 +32,8 @@ def test_a_plan_scales_the_pilots_spread_and_rates(tmp_path, capsys):
         (pilot / "generations" / f"{name}.jsonl").write_text("{}\n" * n)
     spread = {"prompts": 40, "seeds": 2, "prompt_variance": 0.09, "seed_variance": 0.002}
     (pilot / "results.json").write_text(json.dumps({
-        "systems": [{"name": "dpo", "training": [{"steps": 20, "pair_kinds": "conditional"}]},
+        "systems": [{"name": "dpo", "training": [{"steps": 20, "pair_kinds": "conditional"},   # a sweep's copy:
+                                                 {"steps": 20, "pair_kinds": "conditional", "copied_from": "x"}]},
                     {"name": "jpo", "training": [{"steps": 20, "pair_kinds": "all"}]}],
         "head_to_head": [{"a": "dpo", "b": "jpo", "spread": spread}],
         "data": {"samples": 100}, "timings": {"data": 30.0, "train": 98.0, "generate": 45.0}}))

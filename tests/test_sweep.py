@@ -92,6 +92,8 @@ def test_a_swept_run_selects_on_validation_prompts_and_trains_the_chosen_points(
         next(p for p in sweep["objectives"]["dpo"]["points"] if p["chosen"])["params"]
 
     assert results["sweep"] == sweep
+    training = {s["name"]: s["training"] for s in results["systems"]}
+    assert [bool(t.get("copied_from")) for t in training["dpo"]] == [True, False]   # seed 0 is the sweep's run
     for system in results["systems"]:
         chosen = next(p for p in sweep["objectives"][system["name"]]["points"] if p["chosen"])
         assert system["params"] == chosen["params"] and [t["lr"] for t in system["training"]] == [chosen["lr"]] * 2
@@ -99,6 +101,18 @@ def test_a_swept_run_selects_on_validation_prompts_and_trains_the_chosen_points(
     assert "## Sweep" in report and "matched KL" in report and (out / "plots/frontier.png").exists()
     assert "Each objective was tuned on 3 validation prompts apart from the eval prompts: dpo at beta " in report
     assert "(of 4 points; KL " in report and "(of 2 points; KL " in report
+
+    # a re-run trains nothing again; another set of objectives, or a --param the grid sweeps, is refused
+    run(RunConfig(objectives=["dpo", "jpo"], benchmark=str(sweep_spec), preset="smoke", seeds=[0, 1],
+                  model=str(tiny_model_dir), quantization="none", output_dir=str(out), sweep=True))
+    assert len(trained) == 8
+    with pytest.raises(ConfigError, match="holds a sweep of dpo, jpo; run --sweep there with exactly those"):
+        run(RunConfig(objectives=["dpo", "jpo", "ipo"], benchmark=str(sweep_spec), preset="smoke", seeds=[0, 1],
+                      model=str(tiny_model_dir), quantization="none", output_dir=str(out), sweep=True))
+    with pytest.raises(ConfigError, match=r"--param dpo.beta: --sweep chooses dpo's beta from the grid \[0.1, 0.5\]"):
+        run(RunConfig(objectives=["dpo", "jpo"], benchmark=str(sweep_spec), preset="smoke", seeds=[0, 1],
+                      model=str(tiny_model_dir), quantization="none", output_dir=str(out), sweep=True,
+                      params={"dpo": {"beta": 0.2}}))
 
     # a results.json whose sweep lost its choice is refused by the report, naming the field
     from prefbench.reporting.load import ReportError
@@ -118,9 +132,13 @@ def test_a_sweep_refuses_validation_prompts_that_are_eval_prompts(monkeypatch):
     task = spec.make_task()
     evals = task.prompts("eval", 4, 0)
     assert len(validation_prompts(spec, evals)) == spec.sweep.validation_prompts
+    # a validation prompt that repeats a training prompt is left out, the next one taking its place
+    drawn = task.prompts("validation", spec.sweep.validation_prompts + 1, spec.sweep.seed)
+    kept = validation_prompts(spec, evals, {drawn[1].text})
+    assert [p.id for p in kept] == [drawn[0].id] + [p.id for p in drawn[2:]]
     leaky = TaskPrompt("some/other/id", evals[2].text, evals[2].meta)   # same text under another id
-    monkeypatch.setattr(type(task), "prompts", lambda self, split, n, seed: [leaky])
-    with pytest.raises(ConfigError, match="1 of the 1 validation prompts are also eval prompts"):
+    monkeypatch.setattr(type(task), "prompts", lambda self, split, n, seed: [leaky] + drawn[:3])
+    with pytest.raises(ConfigError, match="1 of the 4 validation prompts are also eval prompts"):
         validation_prompts(spec, evals)
 
 
@@ -145,6 +163,7 @@ def test_sweep_points_are_the_grid_times_the_learning_rates():
     ({"grid": {"dpo": {"beta": []}}}, "expected a non-empty list of numbers"),
     ({"lr": ["1e-4"]}, "write 1.0e-4"),
     ({"lr": [1.0e-4, 1.0e-4]}, "values repeat"),
+    ({"lr": [1.0e-4, 1.0000001e-4]}, r"values repeat \(to 6 significant digits\)"),   # one folder name for both
     ({"lr": [0.0]}, "must be > 0"),
     ({"validation_prompts": 1}, "validation_prompts must be >= 2"),
     ({"validatoin_prompts": 8}, "did you mean 'validation_prompts'"),

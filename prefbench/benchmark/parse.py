@@ -232,8 +232,8 @@ def _number_list(value: Any, where: str, positive: bool = False) -> tuple[float,
         raise BenchmarkError(f"{where}: expected a non-empty list of numbers, got {value!r}{hint}")
     if positive and not all(v > 0 for v in value):
         raise BenchmarkError(f"{where}: every value must be > 0, got {value!r}")
-    if len(set(value)) != len(value):
-        raise BenchmarkError(f"{where}: values repeat: {value!r}")
+    if len({f"{v:g}" for v in value}) != len(value):   # they name the sweep's points (and folders)
+        raise BenchmarkError(f"{where}: values repeat (to 6 significant digits): {value!r}")
     return tuple(float(v) for v in value)
 
 

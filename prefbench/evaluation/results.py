@@ -226,6 +226,9 @@ def _training(run_dir: Path, system: System) -> dict:
     data = Path(run_dir) / system.name / "data.json"
     if data.exists():
         entry.update(json.loads(data.read_text()))
+    copied = Path(run_dir) / system.name / "copied_from.json"   # a sweep point's own run, not trained here
+    if copied.exists():
+        entry.update(json.loads(copied.read_text()))
     config = Path(run_dir) / system.name / "config.yaml"
     if config.exists():       # the learning rate it trained at (a sweep chooses one per objective)
         entry["lr"] = yaml.safe_load(config.read_text()).get("lr")

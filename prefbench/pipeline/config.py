@@ -18,7 +18,7 @@ from prefbench.judges.templates import get_judge_prompts
 from prefbench.registry import get_objective
 from prefbench.tasks import TaskPrompt
 from prefbench.util.files import atomic_write_text
-from prefbench.util.runs import check_same_run
+from prefbench.util.runs import SameRunError, check_same_run
 
 DEFAULT_OBJECTIVES = ("dpo", "ipo", "simpo", "jpo", "sft_jpo")
 
@@ -57,6 +57,11 @@ def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]
     cfg.seeds = list(cfg.seeds or spec.seeds)
     params = {}
     for name in cfg.objectives:
+        swept = sorted(set(cfg.params.get(name, {})) & set(spec.sweep.grid.get(name, {}))) if cfg.sweep else []
+        if swept:
+            raise ConfigError(f"--param {name}.{swept[0]}: --sweep chooses {name}'s {swept[0]} from the grid "
+                              f"{list(spec.sweep.grid[name][swept[0]])}; set the grid instead "
+                              f"(--set sweep.grid.{name}.{swept[0]}=[...])")
         chosen = {**spec.objective_params.get(name, {}), **cfg.params.get(name, {})}
         get_objective(name).resolve_params(**chosen)
         params[name] = chosen
@@ -83,6 +88,10 @@ def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Pat
     if path.exists():
         previous = yaml.safe_load(path.read_text())
         check_same_run(run_dir, {k: previous.get(k) for k in ident}, ident, "--output-dir")
+        if cfg.sweep and set(previous.get("objectives", [])) != set(cfg.objectives):
+            # the sweep's frontiers and matched-KL comparison are over the objectives swept together
+            raise SameRunError(f"{run_dir} holds a sweep of {', '.join(previous['objectives'])}; run --sweep there "
+                               f"with exactly those objectives, or use another --output-dir")
         objectives = list(dict.fromkeys(previous.get("objectives", []) + cfg.objectives))
         seeds = sorted(set(previous.get("seeds", []) + cfg.seeds))
         params = {**previous.get("objective_params", {}), **params}

@@ -145,8 +145,9 @@ def _pilot_results(pilot: Path) -> dict:
 def _pilot_rates(pilot: Path, results: dict) -> dict[str, float]:
     """Seconds per step, answer and sample in the pilot's own stage timings over the work its results and
     files record (a stage it skipped, e.g. data found in the cache, keeps the reference rate)."""
+    # a run copied from a sweep point trained inside the sweep stage, not in the train stage's time
     steps = sum(t.get("steps", 0) * (JOINT_STEP if t.get("pair_kinds") != "conditional" else 1.0)
-                for s in results["systems"] for t in s.get("training") or [])
+                for s in results["systems"] for t in s.get("training") or [] if not t.get("copied_from"))
     answers = sum(len(read_jsonl(f)) for folder in ("generations", "kl") for f in (Path(pilot) / folder).rglob("*.jsonl"))
     samples = (results.get("data") or {}).get("samples", 0)
     timings = results.get("timings") or {}

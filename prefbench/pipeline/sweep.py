@@ -46,9 +46,16 @@ def sweep_points(cfg: RunConfig, spec: BenchmarkSpec, params: dict) -> dict[str,
     return {o: spec.sweep.points(o, params[o], lr) for o in cfg.objectives}
 
 
-def validation_prompts(spec: BenchmarkSpec, eval_prompts: list[TaskPrompt]) -> list[TaskPrompt]:
-    """The task's validation prompts; refused when one is also an eval prompt (by id or by text)."""
-    prompts = spec.make_task().prompts("validation", spec.sweep.validation_prompts, spec.sweep.seed)
+def validation_prompts(spec: BenchmarkSpec, eval_prompts: list[TaskPrompt], train_texts: set[str] = frozenset()
+                       ) -> list[TaskPrompt]:
+    """The task's validation prompts, leaving out any that repeats a training prompt's text (a small prompt space,
+    e.g. sentiment's, repeats some); refused when one is also an eval prompt (by id or by text)."""
+    n = spec.sweep.validation_prompts
+    drawn = spec.make_task().prompts("validation", n + len(train_texts), spec.sweep.seed)
+    prompts = [p for p in drawn if p.text not in train_texts][:n]
+    if len(prompts) < n:
+        raise ConfigError(f"benchmark {spec.name}: only {len(prompts)} of {len(drawn)} validation prompts differ from "
+                          f"the training prompts; lower sweep.validation_prompts (now {n})")
     ids, texts = {p.id for p in eval_prompts}, {p.text for p in eval_prompts}
     shared = [p.id for p in prompts if p.id in ids or p.text in texts]
     if shared:
@@ -74,7 +81,9 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
     sweep_dir = Path(run_dir) / "sweep"
     path = sweep_dir / "validation.jsonl"
     if not path.exists():
-        write_jsonl(path, [p.to_json() for p in validation_prompts(spec, eval_prompts)])
+        trained_on = Path(run_dir) / "data" / "prompts.jsonl"     # on-policy data: the prompts the pairs answer
+        train_texts = {r["text"] for r in read_jsonl(trained_on)} if trained_on.exists() else set()
+        write_jsonl(path, [p.to_json() for p in validation_prompts(spec, eval_prompts, train_texts)])
     prompts = [TaskPrompt.from_json(r) for r in read_jsonl(path)]
     grid = sweep_points(cfg, spec, params)
     total = sum(len(points) for points in grid.values())
@@ -161,5 +170,7 @@ def reuse_point(point: SweepPoint, target: TrainConfig, run_dir: Path, cfg: RunC
     partial = dst.with_name(dst.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(src, partial, ignore=shutil.ignore_patterns("checkpoint"))
+    # results.json says so, and a plan scaling this run's train-stage time leaves the copy out
+    atomic_write_text(partial / "copied_from.json", json.dumps({"copied_from": str(src)}) + "\n")
     partial.rename(dst)     # whole or not at all
     log.info("train: %s is the sweep's point %s; copied, not trained again", dst, point.name)

@@ -87,7 +87,7 @@ def sweep_reading(sweep: dict) -> str:
     for name, entry in sweep["objectives"].items():
         point = next(p for p in entry["points"] if p["chosen"])
         settings = ", ".join([f"{k} {v:g}" for k, v in point["params"].items()] + [f"lr {point['lr']:g}"])
-        chosen.append(f"{name} at {settings} (of {len(entry['points'])} points; KL {point['kl']['estimate']:.1f} "
+        chosen.append(f"{name} at {settings} (of {len(entry['points'])} points; KL {point['kl']['estimate']:.2f} "
                       "nats on the validation prompts)")
     text = (f"Each objective was tuned on {sweep['validation_prompts']} validation prompts apart from the eval "
             f"prompts: {join_names(chosen)}.")

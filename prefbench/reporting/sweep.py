@@ -51,7 +51,8 @@ def sweep_section(results: dict, figure: str) -> str:
              if (where := grid_edges(entry["points"]))]
     if edges:
         intro += ("\n*At the edge of its grid*: " + "; ".join(edges) + ". The best setting may lie beyond the values "
-                  "tried; widen the grid there (`--set sweep.grid.OBJECTIVE.PARAM=[...]`, `--set sweep.lr=[...]`).\n")
+                  "tried; widen the grid there in a new run directory (`--set sweep.grid.OBJECTIVE.PARAM=[...]`, "
+                  "`--set sweep.lr=[...]`, `--output-dir`).\n")
     matched = sweep.get("matched_kl") or {}
     part = ""
     if matched:

@@ -23,8 +23,9 @@ Gate (applied by every task before its own score):
 Split: each task orders its topics by a hash of ``task/topic`` and gives the first
 ``EVAL_FRACTION`` to ``eval``, the rest to ``train``. The split is disjoint by construction and
 independent of the list order; adding a topic moves at most one other across the boundary. The
-``validation`` split (a sweep's selection prompts) draws fresh prompts on the *train* topics from its own
-seeded stream, so nothing chosen on it has seen an eval topic.
+``validation`` split (a sweep's selection prompts) draws prompts on the *train* topics from its own seeded
+stream, so nothing chosen on it has seen an eval topic (the sweep leaves out any that repeats a training
+prompt's text).
 """
 
 from __future__ import annotations
