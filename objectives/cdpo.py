@@ -3,7 +3,7 @@
 from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
 
 
-@register_objective("cdpo", span="response", needs_reference=True,
+@register_objective("cdpo", family="robust", span="response", needs_reference=True,
                     params={"beta": Param(0.1, gt=0, doc="inverse temperature"),
                             "label_smoothing": Param(0.1, ge=0, lt=0.5, doc="ε, probability a label is flipped")},
                     paper="Mitchell 2023, 'A note on DPO with noisy preferences'")

@@ -3,7 +3,7 @@
 from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
 
 
-@register_objective("dpo", span="response", needs_reference=True, aliases=("sigmoid",),
+@register_objective("dpo", family="dpo", span="response", needs_reference=True, aliases=("sigmoid",),
                     params={"beta": Param(0.1, gt=0, doc="inverse temperature on the log-ratio margin")},
                     paper="Rafailov et al. 2023, arXiv 2305.18290")
 def dpo(stats: PairLogProbs, *, beta: float) -> ObjectiveOutput:

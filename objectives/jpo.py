@@ -3,7 +3,7 @@
 from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective, sigmoid_preference_loss
 
 
-@register_objective("jpo", span="joint", needs_reference=True, aliases=("dove",),
+@register_objective("jpo", family="joint", span="joint", needs_reference=True, aliases=("dove",),
                     params={"beta": Param(0.1, gt=0, doc="inverse temperature")},
                     paper="Bansal et al. 2024, 'Comparing Bad Apples to Good Oranges', arXiv 2404.00530")
 def jpo(stats: PairLogProbs, *, beta: float) -> ObjectiveOutput:

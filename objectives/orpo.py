@@ -13,7 +13,7 @@ def _log_odds(mean_logp: torch.Tensor) -> torch.Tensor:
     return mean_logp - torch.log(-torch.expm1(mean_logp))
 
 
-@register_objective("orpo", span="response", needs_reference=False, adds_nll=True,
+@register_objective("orpo", family="reference-free", span="response", needs_reference=False, adds_nll=True,
                     params={"lam": Param(0.1, ge=0, doc="weight λ of the odds-ratio term")},
                     paper="Hong, Lee & Thorne 2024, arXiv 2403.07691")
 def orpo(stats: PairLogProbs, *, lam: float) -> ObjectiveOutput:

@@ -10,7 +10,7 @@ from prefbench.registry import (
 )
 
 
-@register_objective("rpo", span="response", needs_reference=True, adds_nll=True,
+@register_objective("rpo", family="dpo", span="response", needs_reference=True, adds_nll=True,
                     params={"beta": Param(0.1, gt=0, doc="DPO inverse temperature"),
                             "alpha": Param(1.0, ge=0, doc="weight of the chosen-response NLL")},
                     paper="Pang et al. 2024 (Iterative RPO), arXiv 2404.19733; Liu et al. 2024, arXiv 2405.16436")

@@ -3,7 +3,7 @@
 from prefbench.registry import ObjectiveOutput, PairLogProbs, mean_nll, register_objective
 
 
-@register_objective("sft", span="response", needs_reference=False, adds_nll=True,
+@register_objective("sft", family="supervised", span="response", needs_reference=False, adds_nll=True,
                     paper="standard maximum-likelihood fine-tuning")
 def sft(stats: PairLogProbs) -> ObjectiveOutput:
     """SFT: NLL(y_w | x_w), the token-mean negative log-likelihood of the chosen response.

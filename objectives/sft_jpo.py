@@ -11,7 +11,7 @@ from prefbench.registry import (
 )
 
 
-@register_objective("sft_jpo", span="joint", needs_reference=True, adds_nll=True,
+@register_objective("sft_jpo", family="joint", span="joint", needs_reference=True, adds_nll=True,
                     params={"beta": Param(0.1, gt=0, doc="JPO inverse temperature"),
                             "alpha": Param(1.0, ge=0, doc="weight of NLL(y_w | x_w)")},
                     paper="Bansal et al. 2024, arXiv 2404.00530 (JPO) + SFT regulariser")

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective
 
 
-@register_objective("simpo", span="response", needs_reference=False,
+@register_objective("simpo", family="reference-free", span="response", needs_reference=False,
                     params={"beta": Param(2.0, gt=0, doc="scale of the length-normalised reward"),
                             "gamma": Param(1.0, ge=0, doc="target reward margin γ (not γ/β)")},
                     paper="Meng, Xia & Chen 2024, arXiv 2405.14734")

@@ -61,7 +61,7 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
             values[f.name] = getattr(args, f.name)
     if args.param:
         values["objective_params"] = {**values.get("objective_params", {}), **dict(map(parse_param, args.param))}
-    return TrainConfig.from_dict(values)
+    return TrainConfig.from_dict(values, f"{args.config} with the command line" if args.config else "command line")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -100,10 +100,13 @@ def _objective_param(text: str) -> tuple[str, str, float]:
 
 
 def _seeds(text: str) -> list[int]:
-    parts = [s.strip() for s in text.split(",")]
-    if not all(p.lstrip("-").isdigit() for p in parts) or len(set(parts)) != len(parts):
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:   # int() is the test: str.isdigit() passes "²", which int() refuses
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds):
         raise ConfigError(f"--seeds {text}: expected distinct integers separated by commas, e.g. 0,1,2")
-    return [int(p) for p in parts]
+    return seeds
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -188,6 +191,13 @@ def cmd_acquire(args: argparse.Namespace) -> int:
                           seed=args.seed, cache_path=args.cache, workers=args.workers)
     print(f"{summary.describe()}\npairs: {args.output}\nsummary: {summary_path(Path(args.output))}")
     return 0 if summary.kept else 1
+
+
+def cmd_cache(args: argparse.Namespace) -> int:
+    from prefbench.util.cache import clear, listing
+
+    print(listing() if args.cache_command == "list" else clear(args.kinds, args.dry_run))
+    return 0
 
 
 def _add_training_commands(sub) -> None:
@@ -304,22 +314,50 @@ def _add_report_commands(sub) -> None:
     p.set_defaults(func=cmd_compare)
 
 
+def _add_cache_command(sub) -> None:
+    p = sub.add_parser("cache", help="what prefbench keeps between runs under $PREFBENCH_CACHE "
+                                     "(default ~/.cache/prefbench): list it or clear it")
+    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    p = cache_sub.add_parser("list", help="each kind (reference, onpolicy, models) with its entries, their size, "
+                                          "time and recorded key")
+    p.set_defaults(func=cmd_cache)
+    p = cache_sub.add_parser("clear", help="remove cached entries; they are computed again when next needed")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="kinds to remove (reference, onpolicy, models); all "
+                                                             "when none is given")
+    p.add_argument("--dry-run", action="store_true", help="only print what would be removed")
+    p.set_defaults(func=cmd_cache)
+
+
+class UsageError(UserError):
+    """A command line argparse cannot read: an unknown command or option, a missing or malformed value."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and, as their class, its subcommands'), except that a mistake is one line like every
+    other error instead of the usage text and a second line; ``--help`` shows the usage."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="prefbench", description=__doc__)
+    parser = _Parser(prog="prefbench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     _add_training_commands(sub)
     _add_run_command(sub)
     _add_data_commands(sub)
     _add_report_commands(sub)
+    _add_cache_command(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (UserError, OSError) as exc:  # something the user can fix (a name, a file, a setting, the disk)
-        print(f"prefbench: error: {exc}", file=sys.stderr)
+        # always one line, also where a message quotes a library's text of several
+        print("prefbench: error: " + " ".join(str(exc).split("\n")), file=sys.stderr)
         return 2
 
 

@@ -1,7 +1,10 @@
 import os
+import tempfile
 
 # Tests never reach a hub: a hub name must fail at once, not after minutes of retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Hypothesis would keep its caches in ./.hypothesis (the fuzz tests keep no example database at all).
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "prefbench-hypothesis"))
 
 import pytest
 import torch
@@ -84,4 +87,34 @@ def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     LlamaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def sentencepiece_dir(tmp_path_factory):
+    """A Llama/Mistral-style SentencePiece tokenizer (BPE with byte fallback, '▁' word boundaries added before
+    the first word, <s> prepended) without a chat template, and a 64-wide tiny Mistral using it: the
+    stand-in for ``mistralai/Mistral-7B-v0.1`` (the `paper` presets' model)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import MistralConfig, MistralForCausalLM, PreTrainedTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny-mistral-sp")
+    sp = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True))
+    sp.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
+    sp.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                    decoders.Strip(" ", 1, 0)])
+    corpus = ["### Instructions: Summarize the post below.\n\n### Response: The roommate eats the food.",
+              "Human: How do I keep basil alive? Assistant: Water it when the soil is dry.",
+              "Paris is the capital of France. Hello there, how are you today?"] * 20
+    sp.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]))
+    sp.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A <s> $B",
+                                                      special_tokens=[("<s>", sp.token_to_id("<s>"))])
+    tok = PreTrainedTokenizerFast(tokenizer_object=sp, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    tok.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                           bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    MistralForCausalLM(config).save_pretrained(folder)
     return folder

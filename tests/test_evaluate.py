@@ -47,7 +47,9 @@ def test_outcomes_counts_and_win_rates_by_hand(tmp_path):
     by = {s["name"]: s for s in results["systems"]}
     assert (by["dpo"]["wins"], by["dpo"]["ties"], by["dpo"]["losses"]) == (2, 1, 1)
     assert by["dpo"]["win_rate"]["estimate"] == pytest.approx((1 + 1 + 0.5 + 0) / 4)
-    assert by["jpo"]["win_rate"]["estimate"] == 1.0 and by["jpo"]["win_rate"]["method"] == "degenerate"
+    # 4 wins of 4: Clopper-Pearson's [0.025^(1/4), 1] = [0.398, 1], which includes 50%
+    assert by["jpo"]["win_rate"] == {"estimate": 1.0, "low": pytest.approx(0.025 ** 0.25), "high": 1.0,
+                                     "method": "Clopper-Pearson"}
     assert by["dpo"]["mean_score"]["estimate"] == pytest.approx((3 + 3 + 2 + 1) / 4)
     assert by["dpo"]["mean_length"] == pytest.approx(2.25)
     assert results["reference"]["mean_score"]["estimate"] == 2.0
@@ -77,7 +79,7 @@ def test_outcomes_counts_and_win_rates_by_hand(tmp_path):
     assert same[0]["outcome"] == 0.5
     assert json.loads((tmp_path / "results.json").read_text())["systems"] == results["systems"]
     csv = leaderboard_csv(results).splitlines()
-    assert csv[0].startswith("system,win_rate") and csv[1].startswith("jpo,1.0,1.0,1.0,4,0,0")
+    assert csv[0].startswith("system,win_rate") and csv[1].startswith("jpo,1.0,0.3976,1.0,4,0,0")
 
 
 class FirstSlotJudge:
@@ -100,11 +102,17 @@ def test_a_position_biased_pairwise_judge_gives_all_ties(tmp_path):
     write(tmp_path, ANSWERS)
     meta = {**META, "judge": {"name": judge.name, "kind": "pairwise", "diagnostics": None}}
     results = evaluate(tmp_path, systems_for(["dpo", "jpo"], [0]), PROMPTS, judge, meta)
+    # 4 ties: at most 1 - 0.025^(1/4) of prompts could be other than ties, each moving the win rate by 0.5 at most
+    pi = 1 - 0.025 ** 0.25
     for s in results["systems"]:
         assert s["win_rate"]["estimate"] == 0.5 and s["losses"] == 0 and s["wins"] == 0
+        assert (s["win_rate"]["low"], s["win_rate"]["high"]) == pytest.approx((0.5 - pi / 2, 0.5 + pi / 2))
         assert s["mean_score"] is None
     diag = results["judge"]["diagnostics"]
     assert diag["position_consistency"] == 0.0 and diag["first_slot_win_rate"] == 1.0
+    (c,) = results["comparisons"]     # identical outcomes: a difference of one outcome from another spans ±1
+    assert (c["diff"]["low"], c["diff"]["high"]) == pytest.approx((-pi, pi)) and c["p"] == 1.0
+    assert c["mde"] is None and c["mde_note"] == "no spread in the differences"
 
 
 def test_win_rate_against_gold_responses_when_the_prompts_carry_them(tmp_path):

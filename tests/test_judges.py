@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from prefbench.formats.records import DataError
 from prefbench.judges import (
     DEFAULT_TEMPLATE,
     GoldJudge,
@@ -189,7 +190,7 @@ def test_cache_keeps_a_whole_last_line_without_newline(tmp_path):
 def test_cache_names_a_corrupt_line(tmp_path):
     path = tmp_path / "judgments.jsonl"
     path.write_text('{"key": "k1", "judge": "j", "winner": "A", "raw": "A"}\nnot json\n')
-    with pytest.raises(ValueError, match=r"judgments.jsonl:2: not a judgment cache line"):
+    with pytest.raises(DataError, match=r"judgments.jsonl: row 2: not a judgment cache line"):
         JudgmentCache(path)
 
 

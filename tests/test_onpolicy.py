@@ -96,3 +96,9 @@ def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, 
     assert (tmp_path / "b" / "train.jsonl").read_text() == (tmp_path / "a" / "train.jsonl").read_text()
     with pytest.raises(AssertionError, match="cache"):  # another seed is another cache entry
         onpolicy.build_data(spec, str(tiny_model_dir), "none", 1, tmp_path / "c")
+    (entry,) = (tmp_path / "cache" / "onpolicy").iterdir()
+    key = json.loads((entry / "key.json").read_text())
+    assert (key["seed"], key["task"], key["quantization"]) == (0, "ifeval-lite", "none")
+    (entry / "key.json").write_text(json.dumps({**key, "seed": 1}))   # an entry recording another key is not reused
+    with pytest.raises(AssertionError, match="cache"):
+        onpolicy.build_data(spec, str(tiny_model_dir), "none", 0, tmp_path / "d")

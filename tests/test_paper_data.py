@@ -19,6 +19,7 @@ from prefbench.formats.release import (
     load_release_sft,
     read_release_preferences,
     release_file,
+    release_names,
 )
 from prefbench.formats.sft import read_sft
 
@@ -52,7 +53,38 @@ def tldr(post):
 def test_every_release_file_in_the_table_exists_for_tldr_fixture():
     for (task, split, kind), name in RELEASE_FILES.items():
         if task == "tldr":
-            assert locate(RELEASE, name).is_file(), name
+            assert locate(RELEASE, *release_names(name)).is_file(), name
+
+
+# The DOVE repository's own names (github.com/Hritikbansal/dove, data/): JSON Lines under .json for TL;DR's
+# preference and test files, .jsonl for the rest.
+AUTHORS_LAYOUT = ["data/tldr/train_sft.jsonl", "data/tldr/val_sft.jsonl", "data/tldr/test.json",
+                  "data/tldr/train_conditional_pref.json", "data/tldr/train_joint_pref.json",
+                  "data/tldr/val_conditional_pref.json", "data/tldr/val_joint_pref.json",
+                  "data/anthropic_helpful/train_sft.jsonl", "data/anthropic_helpful/test.jsonl",
+                  "data/anthropic_helpful/train_conditional_pref.jsonl", "data/anthropic_helpful/train_joint_pref.jsonl"]
+
+
+def test_a_copy_with_the_authors_exact_file_names_loads(tmp_path):
+    for name in AUTHORS_LAYOUT:
+        stem = name.rsplit(".", 1)[0]
+        (source,) = [f for f in (RELEASE / f"{stem}.jsonl", RELEASE / f"{stem}.json") if f.is_file()]
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, tmp_path / name)
+    for kind in ("conditional", "joint"):
+        for split in ("train", "val"):
+            assert load_release_preferences("tldr", kind, split, tmp_path) == \
+                load_release_preferences("tldr", kind, split, RELEASE)
+    assert load_release_preferences("hh-helpful", "both", "train", tmp_path) == \
+        load_release_preferences("hh-helpful", "both", "train", RELEASE)
+    assert load_eval_examples("tldr", tmp_path) == load_eval_examples("tldr", RELEASE)
+    assert load_release_sft("tldr", "val", tmp_path) == load_release_sft("tldr", "val", RELEASE)
+
+
+def test_a_missing_release_file_names_both_names_tried(tmp_path):
+    with pytest.raises(DataError, match=re.escape("tried data/tldr/train_joint_pref.jsonl or "
+                                                  "data/tldr/train_joint_pref.json")):
+        load_release_preferences("tldr", "joint", source=tmp_path)
 
 
 def test_release_preferences_by_kind_with_ties_dropped():
@@ -85,7 +117,7 @@ def test_release_selection_errors_name_the_alternatives():
     with pytest.raises(ValueError, match="did you mean 'hh-helpful'"):
         release_file("hh-helpfull", "train", "sft")
     with pytest.raises(ValueError, match="no joint file for split 'val'.*train/joint"):
-        load_release_preferences("tldr", "joint", split="val", source=RELEASE)
+        load_release_preferences("hh-helpful", "joint", split="val", source=RELEASE)
     assert len(load_release_preferences("tldr", "conditional", split="val", source=RELEASE)) == 1
 
 

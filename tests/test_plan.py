@@ -54,6 +54,14 @@ def test_a_plan_scales_the_pilots_spread_and_rates(tmp_path, capsys):
     assert REFERENCE_RATES["step"] > 0
 
 
+def test_a_pilot_without_spread_gives_no_detectable_difference(tmp_path):
+    spread = {"prompts": 40, "seeds": 1, "prompt_variance": 0.0, "seed_variance": None}   # every prompt tied
+    (tmp_path / "results.json").write_text(json.dumps({"systems": [], "head_to_head": [
+        {"a": "dpo", "b": "jpo", "spread": spread}]}))
+    text = plan(RunConfig(objectives=["dpo", "jpo"]), tmp_path)
+    assert "dpo vs jpo: not estimable (no spread in the pilot's differences)" in text and "0.0 points" not in text
+
+
 def test_a_swept_plan_counts_every_grid_point_once():
     cfg = RunConfig(objectives=["dpo", "jpo"], sweep=True)
     spec, params = resolve(cfg)

@@ -64,11 +64,21 @@ def test_duplicate_registration_is_refused():
         registry.register_objective("dpo", span="response", needs_reference=True)(lambda stats: None)
 
 
+def test_every_objective_declares_a_known_family_and_an_unknown_one_is_refused():
+    assert {o.name: o.family for o in list_objectives() if o.name in ("dpo", "cdpo", "ipo", "simpo", "jpo", "sft")} == \
+        {"dpo": "dpo", "cdpo": "robust", "ipo": "regression", "simpo": "reference-free", "jpo": "joint",
+         "sft": "supervised"}
+    assert all(o.family in registry.FAMILIES and o.family != "other" for o in list_objectives()
+               if o.source == "built-in")
+    with pytest.raises(ObjectiveError, match="family must be one of .*did you mean 'robust'"):
+        registry.register_objective("noisy", family="robst", span="response", needs_reference=True)
+
+
 def test_cli_lists_objectives_with_metadata(capsys):
     assert main(["objectives"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
-    assert rows["jpo"][1:4] == ["joint", "yes", "no"]
-    assert rows["simpo"][1:3] == ["response", "no"]
+    assert rows["jpo"][1:5] == ["joint", "joint", "yes", "no"]
+    assert rows["simpo"][1:4] == ["reference-free", "response", "no"]
     assert "beta=2," in rows["simpo"] and "gamma=1" in rows["simpo"]
 
 

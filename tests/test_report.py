@@ -16,9 +16,11 @@ import pytest
 
 from prefbench.reporting import plots
 from prefbench.reporting.compare import compare_runs, run_labels
+from prefbench.reporting.leaderboard import leaderboard_text
 from prefbench.reporting.load import ReportError, load_results
 from prefbench.reporting.reading import plain_reading
 from prefbench.reporting.report import render_report
+from prefbench.stats import mean_ci, paired_difference
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PLOTS = ("forest", "win_rate", "training", "robustness", "reward_kl")
@@ -241,6 +243,49 @@ def test_compare_runs_with_different_system_sets(tmp_path):
     assert "**modelB/run**: No pairwise comparisons" in md
     assert matplotlib.image.imread(tmp_path / "cmp" / "plots" / "compare_win_rate.png").shape[0] > 100
     assert len(re.findall(r'src="data:image/png;base64,', html)) == 1
+
+
+def smoke_run(root: Path) -> Path:
+    """Four prompts, every one a tie for both systems (a judge that cannot tell): the intervals and detectable
+    differences the stats give such a run."""
+    ties = np.full(4, 0.5)
+    tied = mean_ci(ties, value_range=(0.0, 1.0)).to_json()
+    diff, p = paired_difference(ties, ties, value_range=(-1.0, 1.0))
+    no_spread = {"mde": None, "mde_note": "no spread in the differences"}
+    run = make_run(root, [system("jpo", [0], tied, (0, 4, 0), None), system("dpo", [0], tied, (0, 4, 0), None)],
+                   [{"a": "jpo", "b": "dpo", "diff": diff.to_json(), "p": p, "p_holm": p, "significant": False,
+                     **no_spread}])
+    results = json.loads((run / "results.json").read_text())
+    results["n_prompts"] = 4
+    results["head_to_head"] = [{"a": "jpo", "b": "dpo", "win_rate": tied, "wins": 0, "ties": 4, "losses": 0, "p": 1.0,
+                                "p_holm": 1.0, "significant": False, **no_spread}]
+    (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def test_a_run_where_every_prompt_ties_shows_honest_intervals_and_no_detectable_difference(tmp_path):
+    run = smoke_run(tmp_path / "smoke")
+    md = render_report(run)[0].read_text()
+    # 4 ties: 0.5 ± (1 - 0.025^(1/4)) / 2 = [19.9, 80.1], not [50.0, 50.0]; the difference ±60.2 points
+    assert "| jpo | beta=0.1 | 0 | 50.0% [19.9, 80.1] | n.s. | 0/4/0 |" in md
+    assert "- **intervals**: 95% (Clopper-Pearson where every prompt gave the same outcome, an exact bound on the " \
+           "share of prompts that could differ)" in md
+    assert "| jpo − dpo | +0.0 pp [-60.2, +60.2] | 1.000 | 1.000 | no | not estimable (no spread in the differences) |" \
+        in md
+    assert "| jpo vs dpo | 50.0% [19.9, 80.1] | 0/4/0 | 1.000 | 1.000 | no | not estimable (no spread in the " \
+           "differences) |" in md
+    assert md.count("the CI is then an exact (Clopper–Pearson) bound") == 2 and "*Not estimable*:" in md
+    reading = md.split("## Reading\n")[1].split("\n## ")[0]
+    assert "Detectable difference of jpo − dpo: not estimable (no spread in the differences)." in reading
+    assert "Detectable difference of jpo vs dpo: not estimable (no spread in the differences)." in reading
+    assert "0.0 points" not in md and "0.0 pp |" not in md
+    assert "detectable difference not estimable (no spread in the differences))" in leaderboard_text(load_results(run))
+    compared = compare_runs([run], tmp_path / "cmp")[0].read_text()
+    assert "| reference | 0 | Clopper-Pearson | 4 |" in compared
+    assert "*Intervals*: Clopper-Pearson where every prompt gave the same outcome, an exact bound on the share of " \
+           "prompts that could differ." in compared
+    assert "| jpo | 50.0% [19.9, 80.1] |" in compared
+    assert "Detectable difference of jpo − dpo: not estimable (no spread in the differences)." in compared
 
 
 def test_run_labels_disambiguate_duplicates(tmp_path):

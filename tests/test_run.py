@@ -1,5 +1,6 @@
 """``prefbench run`` end to end on a tiny random model: every stage's artifacts, resume, refusal to mix."""
 
+import os
 import json
 
 import pytest
@@ -129,7 +130,7 @@ def test_a_run_directory_in_use_is_refused_at_once(tiny_model_dir, spec_file, tm
 
     out = tmp_path / "run"
     with run_lock(out):              # another `prefbench run` holds the folder
-        with pytest.raises(RunInUseError, match=rf"{out} is in use by process \d+; wait for it"):
+        with pytest.raises(RunInUseError, match=rf"{out} is in use by process \d+ on .*; wait for it"):
             run(config(tiny_model_dir, spec_file, out))
         assert sorted(p.name for p in out.iterdir()) == [".prefbench.lock"]     # nothing written
         assert main(["run", "--benchmark", str(spec_file), "--preset", "smoke", "--objectives", "dpo", "--model",
@@ -140,3 +141,27 @@ def test_a_run_directory_in_use_is_refused_at_once(tiny_model_dir, spec_file, tm
             reevaluate(out)
     with run_lock(out):              # released when its holder is done: the folder is free again
         pass
+
+
+def test_the_lock_names_another_process_holding_it_and_frees_when_it_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    from prefbench.util.runs import RunInUseError, run_lock
+
+    out = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom prefbench.util.runs import run_lock\n"
+                               f"with run_lock({str(out)!r}):\n    print('held', flush=True)\n    time.sleep(60)"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunInUseError, match=rf"is in use by process {holder.pid} on \S+ \(since \d{{4}}-\d\d-\d\d "
+                                                r"\d\d:\d\d:\d\d"):
+            with run_lock(out):
+                pass
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    with run_lock(out):              # a killed holder leaves no stale lock: the system released it
+        assert f"process {os.getpid()} " in (out / ".prefbench.lock").read_text()

@@ -8,11 +8,14 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats
 
 from prefbench.stats import (
     Interval,
     StatsError,
     cluster_mean_ci,
+    detectable_difference,
+    difference_spread,
     hierarchical_mean_ci,
     hierarchical_paired_difference,
     holm,
@@ -221,6 +224,7 @@ def test_the_sign_flip_test_has_the_stated_power_at_the_minimum_detectable_diffe
 
 
 def test_all_ties_give_a_degenerate_interval_not_nan():
+    """Without a value range nothing bounds what other prompts could give: zero width, and the method says so."""
     ties = win_scores(np.ones(30), np.ones(30))
     assert mean_ci(ties) == Interval(0.5, 0.5, 0.5, "degenerate")
     paired, p = paired_difference(ties, ties)
@@ -230,6 +234,62 @@ def test_all_ties_give_a_degenerate_interval_not_nan():
     assert hierarchical_paired_difference(np.full((2, 30), 0.5), ties) == (Interval(0.0, 0.0, 0.0, "degenerate"), 1.0)
     assert cluster_mean_ci(np.full((30, 3), 0.5), np.mean) == Interval(0.5, 0.5, 0.5, "degenerate")
     assert mean_ci([0.7]) == Interval(0.7, 0.7, 0.7, "degenerate")  # a single prompt
+
+
+WIN_RANGE = (0.0, 1.0)   # loss 0, tie 0.5, win 1
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    ci = scipy.stats.binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return ci.low, ci.high
+
+
+@pytest.mark.parametrize("n", [1, 4, 40])
+def test_all_wins_or_all_losses_give_the_clopper_pearson_interval(n):
+    wins = mean_ci(np.ones(n), value_range=WIN_RANGE)
+    assert wins.method == "Clopper-Pearson" and wins.estimate == 1.0
+    assert (wins.low, wins.high) == pytest.approx(clopper_pearson(n, n), abs=1e-12)
+    assert wins.low == pytest.approx(0.025 ** (1 / n)) and wins.high == 1.0    # 40 of 40: 0.9119
+    losses = mean_ci(np.zeros(n), value_range=WIN_RANGE)
+    assert (losses.low, losses.high) == pytest.approx(clopper_pearson(0, n), abs=1e-12)
+    assert losses.low == 0.0 and losses.high == pytest.approx(1 - 0.025 ** (1 / n))
+    # several seeds that all agree: the prompts are the trials, not prompts x seeds
+    assert hierarchical_mean_ci(np.ones((3, n)), value_range=WIN_RANGE) == wins
+
+
+def test_four_tied_prompts_leave_the_win_rate_uncertain():
+    # at most 1 - 0.025^(1/4) = 0.602 of prompts could be other than ties, each moving the mean by at most 0.5
+    half = (1 - 0.025 ** 0.25) / 2
+    ties = mean_ci(np.full(4, 0.5), value_range=WIN_RANGE)
+    assert (ties.low, ties.high) == pytest.approx((0.5 - half, 0.5 + half))     # [0.199, 0.801]
+    assert ties.method == "Clopper-Pearson" and ties.low < 0.5 < ties.high
+    # wider than 40 ties, narrower than Clopper-Pearson on 2 "successes" of 4 (each tie a coin flip)
+    assert width(mean_ci(np.full(40, 0.5), value_range=WIN_RANGE)) < width(ties) < np.ptp(clopper_pearson(2, 4))
+
+
+def test_identical_outcomes_give_a_paired_difference_of_plus_minus_the_share_that_could_differ():
+    pi = 1 - 0.025 ** (1 / 40)                                                       # 0.088
+    interval, p = paired_difference(np.ones(40), np.ones(40), value_range=(-1.0, 1.0))
+    assert (interval.low, interval.high) == pytest.approx((-pi, pi)) and p == 1.0
+    assert interval.method == "Clopper-Pearson"
+    # a wins every prompt b loses: d = 1, and a differing prompt can pull it down to -1
+    always, p = paired_difference(np.ones(40), np.zeros(40), value_range=(-1.0, 1.0))
+    assert (always.low, always.high) == pytest.approx((1 - 2 * pi, 1.0)) and p < 1e-3
+    seeded, p = hierarchical_paired_difference(np.ones((2, 40)), np.ones((3, 40)), value_range=(-1.0, 1.0))
+    assert seeded == interval and p == 1.0
+    with pytest.raises(StatsError, match="outside the stated range"):
+        mean_ci(np.full(5, 2.0), value_range=WIN_RANGE)
+
+
+def test_the_detectable_difference_of_constant_differences_is_not_estimable():
+    assert minimum_detectable_difference(np.zeros(10)) is None
+    assert minimum_detectable_difference(np.full(10, 0.1 + 0.2)) is None     # constant up to rounding
+    assert minimum_detectable_difference(np.full((2, 10), -0.5)) is None     # no spread between seeds either
+    spread = difference_spread(np.full(10, 0.5))
+    assert spread["prompt_variance"] == 0.0 and detectable_difference(spread, prompts=1000) is None
+    # spread between seeds alone is enough: seed means 1 and 0, prompt means all 0.5
+    assert minimum_detectable_difference(np.array([[1.0] * 10, [0.0] * 10])) == pytest.approx(
+        (1.959964 + 0.841621) * math.sqrt(0.5 / 2), rel=1e-5)
 
 
 def test_bca_falls_back_to_percentile_when_it_is_undefined():

@@ -161,7 +161,7 @@ def test_sweep_points_are_the_grid_times_the_learning_rates():
     ({"grid": {"dpo": {"bta": [0.1]}}}, "unknown key 'bta'.*did you mean 'beta'"),
     ({"grid": {"dpo": {"beta": [0.1, -1.0]}}}, "parameter 'beta' must be > 0"),
     ({"grid": {"dpo": {"beta": []}}}, "expected a non-empty list of numbers"),
-    ({"lr": ["1e-4"]}, "write 1.0e-4"),
+    ({"lr": ["1e-4"]}, "a number in quotes is text; remove the quotes"),
     ({"lr": [1.0e-4, 1.0e-4]}, "values repeat"),
     ({"lr": [1.0e-4, 1.0000001e-4]}, r"values repeat \(to 6 significant digits\)"),   # one folder name for both
     ({"lr": [0.0]}, "must be > 0"),

@@ -112,7 +112,7 @@ def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path
     with pytest.raises(KeyboardInterrupt):
         engine.train(cfg(tiny_model_dir, prefs, tmp_path / "killed"))
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
-    assert (tmp_path / "killed" / "checkpoint" / "trainer_state.pt").exists()
+    assert (tmp_path / "killed" / "checkpoint" / "trainer_state.json").exists()
     assert len(metrics(tmp_path / "killed")) == 4
     resumed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "killed")))
     assert resumed == full
@@ -136,7 +136,7 @@ def test_reference_log_probs_of_another_precision_are_never_reused(tiny_model_di
     train(cfg(tiny_model_dir, prefs, tmp_path / "fp32", max_steps=1, compute_dtype="float32"))
     train(cfg(tiny_model_dir, prefs, tmp_path / "bf16", max_steps=1, compute_dtype="bfloat16"))
     assert "reused cache" not in caplog.text
-    assert len(list((tmp_path / "cache" / "reference").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "cache" / "reference").glob("*.safetensors"))) == 2
     train(cfg(tiny_model_dir, prefs, tmp_path / "bf16-again", max_steps=1, compute_dtype="bfloat16"))
     assert "reference log-probs: reused cache" in caplog.text
 

@@ -7,11 +7,10 @@ import importlib.resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from prefbench.benchmark.parse import parse_spec
 from prefbench.benchmark.spec import DEFAULT_PRESET, BenchmarkError, BenchmarkSpec, DataSettings
 from prefbench.util.names import suggest
+from prefbench.util.settings import parse_yaml, read_yaml
 
 SPEC_PACKAGE = "prefbench.benchmark_specs"
 
@@ -29,13 +28,6 @@ def _shipped() -> dict[str, Any]:
             if f.name.endswith((".yaml", ".yml"))}
 
 
-def _read(text: str, source: str) -> Any:
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BenchmarkError(f"{source}: not valid YAML: {exc}") from None
-
-
 def parse_set(items: list[str]) -> dict[str, Any]:
     """``["data.location=/x", "train.max_steps=5"]`` -> nested overrides; values are read as YAML."""
     out: dict[str, Any] = {}
@@ -49,7 +41,7 @@ def parse_set(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise BenchmarkError(f"--set {item!r} conflicts with another --set of {part!r}")
-        node[parts[-1]] = _read(value, f"--set {item!r}")
+        node[parts[-1]] = parse_yaml(value, f"--set {item!r}", BenchmarkError)
     return out
 
 
@@ -59,17 +51,14 @@ def load_benchmark(name_or_path: str, preset: str = DEFAULT_PRESET, overrides: d
     ``overrides`` (see :func:`parse_set`) applied."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise BenchmarkError(f"{path}: file not found") from None
-        return parse_spec(_read(text, str(path)), str(path), preset, overrides)
+        return parse_spec(read_yaml(path, BenchmarkError), str(path), preset, overrides)
     shipped = _shipped()
     key = name_or_path.strip().lower().replace("_", "-")
     if key not in shipped:
         raise BenchmarkError(f"unknown benchmark '{name_or_path}'{suggest(key, shipped)}; "
                              f"known: {', '.join(shipped)} (or give a path to a .yaml spec)")
-    return parse_spec(_read(shipped[key].read_text(encoding="utf-8"), f"{key}.yaml"), f"{key}.yaml", preset, overrides)
+    return parse_spec(parse_yaml(shipped[key].read_text(encoding="utf-8"), f"{key}.yaml", BenchmarkError), f"{key}.yaml",
+                      preset, overrides)
 
 
 def list_benchmarks(preset: str = DEFAULT_PRESET) -> list[BenchmarkSpec]:

@@ -31,6 +31,7 @@ from prefbench.registry import ObjectiveError, get_objective
 from prefbench.tasks import get_task, is_data_backed, list_tasks
 from prefbench.tasks.base import VARIANT_KINDS
 from prefbench.util.names import suggest
+from prefbench.util.settings import is_number, quoted_number_hint, typed
 
 # Set per run by the benchmark itself (the generated data, each objective in turn), never shared.
 _RUN_OWNED_TRAIN_KEYS = {"data": "the benchmark builds the data", "objective": "objectives are chosen per run",
@@ -61,31 +62,9 @@ def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]
     return out
 
 
-def _is_number_text(value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    try:
-        float(value)
-    except ValueError:
-        return False
-    return True
-
-
 def _typed(value: Any, default: Any, where: str) -> Any:
-    """``value`` as the type of the field's default (ints stay ints, a YAML ``1`` may be a float)."""
-    if isinstance(default, bool):
-        ok = isinstance(value, bool)
-    elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-    elif isinstance(default, float):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
-    else:
-        ok = isinstance(value, type(default))
-    if not ok:
-        hint = " (YAML reads 1e-4 as text; write 1.0e-4)" if isinstance(default, float) and _is_number_text(value) else ""
-        raise BenchmarkError(f"{where}: expected {type(default).__name__}, got {value!r}{hint}")
-    return value
+    """``value`` as the type of the field's default, by the rule every setting follows."""
+    return typed(value, default, where, BenchmarkError)
 
 
 def _section(cls, values: Any, where: str):
@@ -216,8 +195,8 @@ def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, f
         if not isinstance(values, dict):
             raise BenchmarkError(f"{where}.{name}: expected a mapping of hyperparameters, got {values!r}")
         try:
-            objective = get_objective(name)
-            objective.resolve_params(**values)
+            objective = get_objective(str(name))
+            objective.resolve_params(**{str(k): v for k, v in values.items()})   # a YAML key may be a number
         except ObjectiveError as exc:
             raise BenchmarkError(f"{where}.{name}: {exc}") from None
         out[objective.name] = dict(values)   # keyed by the canonical name, so an alias still applies
@@ -225,11 +204,9 @@ def _validate_objective_params(params: Any, where: str) -> dict[str, dict[str, f
 
 
 def _number_list(value: Any, where: str, positive: bool = False) -> tuple[float, ...]:
-    if not isinstance(value, list) or not value or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
-        hint = " (YAML reads 1e-4 as text; write 1.0e-4)" if isinstance(value, list) and any(
-            _is_number_text(v) for v in value) else ""
-        raise BenchmarkError(f"{where}: expected a non-empty list of numbers, got {value!r}{hint}")
+    if not isinstance(value, list) or not value or not all(is_number(v) for v in value):
+        raise BenchmarkError(f"{where}: expected a non-empty list of numbers, got {value!r}"
+                             f"{quoted_number_hint(value)}")
     if positive and not all(v > 0 for v in value):
         raise BenchmarkError(f"{where}: every value must be > 0, got {value!r}")
     if len({f"{v:g}" for v in value}) != len(value):   # they name the sweep's points (and folders)
@@ -259,7 +236,7 @@ def _validate_sweep(values: Any, where: str) -> SweepSettings:
     for name, params in grid_in.items():
         at = f"{where}.grid.{name}"
         try:
-            objective = get_objective(name)
+            objective = get_objective(str(name))
         except ObjectiveError as exc:
             raise BenchmarkError(f"{at}: {exc}") from None
         if not isinstance(params, dict) or not params:
@@ -285,7 +262,7 @@ def parse_spec(doc: Any, source: str, preset: str = DEFAULT_PRESET, overrides: d
         raise BenchmarkError(f"{source}: expected a mapping with name, task, data, eval, train, ...")
     _check_keys(doc, _TOP_KEYS, source)
     listed = doc.get("presets") or {}
-    if not isinstance(listed, dict):
+    if not isinstance(listed, dict) or not all(isinstance(k, str) for k in listed):
         raise BenchmarkError(f"{source}: presets: expected a mapping of preset name -> overrides, got {listed!r}")
     presets = {DEFAULT_PRESET: {}, **listed}
     if preset not in presets:

@@ -149,6 +149,12 @@ class BenchmarkSpec:
         return self.train.get("compute_dtype", "auto")
 
     @property
+    def prompt_format(self) -> str:
+        """How every model of the benchmark reads a prompt (the training setting, which the SFT stage,
+        sampling and generation follow): the chat template, or the JPO paper's plain format without one."""
+        return self.train.get("prompt_format", "auto")
+
+    @property
     def release_location(self) -> str:
         """Where the JPO release is read for eval items and SFT data (see :class:`EvalSettings`);
         empty means the hub."""

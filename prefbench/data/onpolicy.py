@@ -8,14 +8,14 @@ base model every objective starts from) and scored by the task's judge. Pairs ar
 - *joint* (different instructions, as in JPO/DOVE): ``(I_i, R) ≻ (I_j, R')`` for a seeded random
   other prompt j, drawing among the (R, R') whose scores differ by at least ``min_gap``.
 
-Everything is cached under ``$PREFBENCH_CACHE/onpolicy/<key>/`` keyed by model, quantization,
-task, data settings and seed, so a second build (or a second run) only copies files.
+Everything is cached under ``$PREFBENCH_CACHE/onpolicy/<digest>/`` keyed by model, quantization,
+task, data settings and seed, so a second build (or a second run) only copies files; the folder records its
+key (key.json) and is reused only when it equals the one asked for.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import random
@@ -36,6 +36,7 @@ from prefbench.formats.preferences import write_preferences
 from prefbench.formats.records import PreferenceRecord, make_record
 from prefbench.tasks import get_task
 from prefbench.tasks.base import TaskPrompt
+from prefbench.util.cache import KEY_FILE, canonical_key, key_digest, stored_key
 from prefbench.util.files import atomic_dir, atomic_write_text, write_jsonl
 from prefbench.util.runs import cache_root
 
@@ -99,13 +100,14 @@ def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple]], data, see
     return cond + joint_pairs(prompts, answers, data.min_gap, data.joint_pairs_per_prompt, seed)
 
 
-def cache_key(spec, model: str, quantization: str, seed: int) -> str:
+def cache_key(spec, model: str, quantization: str, seed: int) -> dict:
+    """What fixes the cached data; the entry records it (key.json) and is reused only for an equal key."""
     ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
-             "dtype": str(compute_dtype(spec.compute_dtype)), "device": default_device(),
+             "dtype": str(compute_dtype(spec.compute_dtype)), "device": default_device(), "prompt_format": spec.prompt_format,
              "task": spec.task, "seed": seed,
              # which pairs each objective takes does not change the pairs built
              "data": {k: v for k, v in dataclasses.asdict(spec.data).items() if k != "arm"}}
-    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
+    return ident
 
 
 def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, base_model=None, tokenizer=None) -> dict:
@@ -115,8 +117,9 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
     not given) and fills the cache.
     """
     out_dir = Path(out_dir)
-    cached = cache_root() / "onpolicy" / cache_key(spec, model, quantization, seed)
-    if all((cached / f).exists() for f in DATA_FILES):
+    key = cache_key(spec, model, quantization, seed)
+    cached = cache_root() / "onpolicy" / key_digest(key, 20)
+    if stored_key(cached) == canonical_key(key) and all((cached / f).exists() for f in DATA_FILES):
         log.info("on-policy data: reused cache %s", cached)
     else:
         task = get_task(spec.task)
@@ -124,7 +127,7 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         t0 = time.perf_counter()
         if base_model is None:
             base_model = load_inference_model(model, quantization, spec.compute_dtype)
-        tokenizer = tokenizer or load_tokenizer(model)
+        tokenizer = tokenizer or load_tokenizer(model, spec.prompt_format)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
                                       num_samples=spec.data.samples_per_prompt, seed=seed)
@@ -157,6 +160,7 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
                                                  for a, c in zip(ans, cs)])
             write_preferences(pairs, tmp / "train.jsonl")
             atomic_write_text(tmp / "summary.json", json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(tmp / KEY_FILE, canonical_key(key))
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in DATA_FILES:
         shutil.copyfile(cached / name, out_dir / name)

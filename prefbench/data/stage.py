@@ -20,7 +20,7 @@ from prefbench.data.onpolicy import build_data
 from prefbench.formats import human, release
 from prefbench.formats.preferences import write_preferences
 from prefbench.formats.records import PreferenceRecord
-from prefbench.util.files import atomic_write_text
+from prefbench.util.files import atomic_write_text, read_json
 
 
 def dataset_pairs(spec) -> list[PreferenceRecord]:
@@ -57,7 +57,7 @@ def build_run_data(spec, model: str, quantization: str, seed: int, out_dir: Path
     earlier build in ``out_dir`` is reused."""
     out_dir = Path(out_dir)
     if (out_dir / "summary.json").exists() and (out_dir / "train.jsonl").exists():
-        return json.loads((out_dir / "summary.json").read_text())
+        return read_json(out_dir / "summary.json")
     if spec.data.source == "onpolicy":
         return build_data(spec, model, quantization, seed, out_dir)
     return build_dataset_data(spec, seed, out_dir)

@@ -130,7 +130,7 @@ def merge_and_save(model: str, quantization: str, adapter: Path, target: Path) -
     merged = with_adapter(load_inference_model(model, quantization), adapter, copy=False)
     with atomic_dir(target) as tmp:
         merged.save_pretrained(tmp)
-        load_tokenizer(model).save_pretrained(tmp)
+        load_tokenizer(model, prompt_format=None).save_pretrained(tmp)
         atomic_write_text(tmp / "prefbench_sft.json", json.dumps({"base": model, "quantization": quantization,
                                                                   "adapter": str(adapter)}, indent=2) + "\n")
     log.info("SFT model saved: %s", target)

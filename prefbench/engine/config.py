@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from prefbench.engine.formatting import PROMPT_FORMATS
 from prefbench.engine.models import EMBEDDED
+from prefbench.registry import get_objective
 from prefbench.util.errors import ConfigError, UserError
 from prefbench.util.files import atomic_write_text
 from prefbench.util.names import suggest
 from prefbench.util.runs import check_same_run
+from prefbench.util.settings import dump_yaml, read_yaml, typed
 
 
 class TrainingError(UserError, RuntimeError):
@@ -52,6 +53,7 @@ class TrainConfig:
     max_grad_norm: float = 1.0
     gradient_checkpointing: bool = False  # recompute layer activations in backward: far less memory, ~1/3 more time
     compute_dtype: str = "auto"          # auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16
+    prompt_format: str = "auto"          # auto (the model's chat template, the paper's plain format without one) | chat | plain
     share_prefixes: bool = True          # a conditional pair's instruction goes through the model once
     max_forward_tokens: int = 1024       # a micro-batch runs in forwards of at most this many tokens (0: one forward):
                                          # activation memory grows with it; the gradient is the same
@@ -65,6 +67,9 @@ class TrainConfig:
         if self.compute_dtype not in COMPUTE_DTYPES:
             raise ConfigError(f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {self.compute_dtype!r}"
                               f"{suggest(str(self.compute_dtype), COMPUTE_DTYPES)}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            raise ConfigError(f"prompt_format must be one of {', '.join(PROMPT_FORMATS)}, got {self.prompt_format!r}"
+                              f"{suggest(str(self.prompt_format), PROMPT_FORMATS)}")
         if self.pair_kinds not in PAIR_KINDS:
             raise ConfigError(f"pair_kinds must be one of {', '.join(PAIR_KINDS)}, got {self.pair_kinds!r}"
                               f"{suggest(str(self.pair_kinds), PAIR_KINDS)}")
@@ -75,6 +80,10 @@ class TrainConfig:
             raise ConfigError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not all(isinstance(k, str) for k in self.objective_params):
+            raise ConfigError(f"objective_params: expected parameter names, got {list(self.objective_params)}")
+        # the objective and its hyperparameters are checked here, so a mistake fails before data or a model is read
+        get_objective(self.objective).resolve_params(**self.objective_params)
 
     @property
     def micro_batch(self) -> int:
@@ -92,24 +101,30 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], source: str = "config") -> "TrainConfig":
+        """Settings from a file or the command line (``source`` names it in errors), each of its field's type
+        (see :func:`prefbench.util.settings.typed`), then checked as a whole."""
         names = [f.name for f in dataclasses.fields(cls)]
         for key in values:
             if key not in names:
-                raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, names)}")
-        return cls(**values)
+                raise ConfigError(f"{source}: unknown key '{key}'{suggest(str(key), names)}")
+        defaults = cls()
+        checked = {key: typed(value, getattr(defaults, key), f"{source}: {key}") for key, value in values.items()}
+        try:
+            return cls(**checked)
+        except UserError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> "TrainConfig":
-        try:
-            values = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: file not found") from None
+        values = read_yaml(path)
+        if values is None:   # an empty file: every default
+            values = {}
         if not isinstance(values, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(values).__name__}")
         return cls.from_dict(values, str(path))
 
     def save_yaml(self, path: Path) -> None:
-        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(path, dump_yaml(self.to_dict()))
 
     def check_output_dir(self) -> None:
         """Refuse an ``output_dir`` that holds a run of other settings (it would mix two runs)."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from prefbench.engine.formatting import use_prompt_format
 from prefbench.util.files import atomic_dir
 from prefbench.util.runs import cache_root
 
@@ -75,12 +76,16 @@ def model_fingerprint(name: str) -> str:
     return f"{path.resolve()}#{hashlib.sha256(json.dumps(stamp).encode()).hexdigest()[:16]}"
 
 
-def load_tokenizer(name: str):
+def load_tokenizer(name: str, prompt_format: str | None = "auto"):
+    """``name``'s tokenizer, formatting prompts as ``prompt_format`` says (:func:`formatting.use_prompt_format`);
+    ``None`` leaves it as the model ships it (judges format their own prompts; a saved model keeps its own)."""
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(resolve_model_path(name))
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    if prompt_format is not None:
+        use_prompt_format(tokenizer, prompt_format, name)
     return tokenizer
 
 

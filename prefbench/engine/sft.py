@@ -32,7 +32,7 @@ def merged_model_dir(output_dir: str | Path) -> Path:
 
 def train_sft(cfg: TrainConfig, load_examples: Callable[[], list[SFTExample]]) -> Path:
     """Train the SFT adapter (objective ``sft``) on the examples ``load_examples()`` returns (read
-    only when training starts) and save base + adapter merged; returns the merged model folder.
+    only when there is something to train) and save base + adapter merged; returns the merged model folder.
     Both steps are skipped when their output exists."""
     if cfg.objective != "sft" or cfg.objective_params:
         raise ConfigError(f"an SFT config trains objective 'sft' without parameters, got {cfg.objective!r}")
@@ -40,6 +40,7 @@ def train_sft(cfg: TrainConfig, load_examples: Callable[[], list[SFTExample]]) -
     if (target / "config.json").exists() and is_trained(Path(cfg.output_dir)):
         log.info("SFT model already merged: %s", target)
         return target
-    out = fit(cfg, lambda tokenizer: encode_responses(load_examples(), tokenizer, cfg.max_length))
+    examples = load_examples()   # checked before any tokenizer or model is loaded, so a bad row fails at once
+    out = fit(cfg, lambda tokenizer: encode_responses(examples, tokenizer, cfg.max_length))
     merge_and_save(cfg.model, cfg.quantization, out / ADAPTER, target)
     return target

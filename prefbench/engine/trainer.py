@@ -56,6 +56,7 @@ from prefbench.engine.models import (
 from prefbench.engine.reference import reference_logprobs
 from prefbench.engine.statistics import BatchStatistics, packing_matches
 from prefbench.formats.preferences import load_preferences
+from prefbench.formats.records import PreferenceRecord
 from prefbench.registry import Objective, get_objective
 from prefbench.util.files import atomic_write_text
 
@@ -107,28 +108,31 @@ def train(cfg: TrainConfig) -> Path:
     ``output_dir/checkpoint``."""
     if not cfg.data:
         raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
+    # the data is read and checked before any tokenizer or model is loaded, so a bad row fails at once; a
+    # finished run does not read it again
+    records = [] if is_trained(Path(cfg.output_dir)) else _training_pairs(cfg)
+    return fit(cfg, lambda tokenizer: encode_pairs(records, tokenizer, cfg.max_length))
 
-    def encoded(tokenizer) -> EncodedPairs:
-        records = load_preferences(cfg.data, cfg.split)
-        counts = f"{sum(r.kind == 'conditional' for r in records)} conditional, " \
-                 f"{sum(r.kind == 'joint' for r in records)} joint"
-        if cfg.pair_kinds != "all":
-            records = [r for r in records if r.kind == cfg.pair_kinds]
-            if not records:
-                raise TrainingError(f"{cfg.data}: no {cfg.pair_kinds} pairs among its {counts}; "
-                                    f"pair_kinds '{cfg.pair_kinds}' leaves nothing to train {cfg.objective} on")
-        log.info("%s: training on %d pairs (%s pairs) of %s (%s)", cfg.objective, len(records), cfg.pair_kinds,
-                 cfg.data, counts)
-        return encode_pairs(records, tokenizer, cfg.max_length)
 
-    return fit(cfg, encoded)
+def _training_pairs(cfg: TrainConfig) -> list[PreferenceRecord]:
+    """The pairs of ``cfg.data`` that ``cfg.pair_kinds`` selects."""
+    records = load_preferences(cfg.data, cfg.split)
+    counts = f"{sum(r.kind == 'conditional' for r in records)} conditional, " \
+             f"{sum(r.kind == 'joint' for r in records)} joint"
+    if cfg.pair_kinds != "all":
+        records = [r for r in records if r.kind == cfg.pair_kinds]
+        if not records:
+            raise TrainingError(f"{cfg.data}: no {cfg.pair_kinds} pairs among its {counts}; "
+                                f"pair_kinds '{cfg.pair_kinds}' leaves nothing to train {cfg.objective} on")
+    log.info("%s: training on %d pairs (%s pairs) of %s (%s)", cfg.objective, len(records), cfg.pair_kinds,
+             cfg.data, counts)
+    return records
 
 
 def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     """The engine: ``cfg``'s objective on the sequences ``encoded(tokenizer)`` returns (preference
     pairs, or SFT examples with the ``sft`` objective)."""
-    objective = get_objective(cfg.objective)
-    objective.resolve_params(**cfg.objective_params)  # fail on bad hyperparameters before loading anything
+    objective = get_objective(cfg.objective)   # it and its hyperparameters were checked with the config
     out = Path(cfg.output_dir)
     cfg.check_output_dir()
     if is_trained(out):
@@ -137,7 +141,7 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     accelerator = _accelerator()
     share = process_share(cfg, accelerator.num_processes)  # fail on an uneven split before loading anything
     torch.manual_seed(cfg.seed)
-    tokenizer = load_tokenizer(cfg.model)
+    tokenizer = load_tokenizer(cfg.model, cfg.prompt_format)
     pairs = encoded(tokenizer)
     if not pairs.paired and objective.name != "sft":
         raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")

@@ -30,13 +30,13 @@ KL_SLICE = 64
 
 
 def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], eval_settings, model: str,
-                     quantization: str, seed: int, dtype: str = "float32") -> None:
+                     quantization: str, seed: int, dtype: str = "float32", prompt_format: str = "auto") -> None:
     """Write the generations (and KL estimates) of every system that lacks them; ``dtype`` is the compute
-    dtype the systems were trained in."""
+    dtype the systems were trained in, ``prompt_format`` the prompt format they were trained on."""
     todo = [s for s in systems if not _complete(run_dir, s)]
     if not todo:
         return
-    tokenizer = load_tokenizer(model)
+    tokenizer = load_tokenizer(model, prompt_format)
     reference = load_inference_model(model, quantization, dtype)
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
                                 seed=seed)

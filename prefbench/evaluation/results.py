@@ -30,6 +30,10 @@ from prefbench.util.files import read_jsonl
 
 CONFIDENCE = 0.95
 POWER = 0.8   # for the minimum detectable difference of each comparison
+# What one prompt can give: an outcome (loss 0, tie 0.5, win 1) or a 0/1 flag. When every prompt agrees, the range
+# is what bounds the interval (stats.mean_ci's value_range); a difference of two outcomes spans (-1, 1).
+OUTCOMES = (0.0, 1.0)
+OUTCOME_DIFFERENCES = (-1.0, 1.0)
 SCHEMA = 1
 
 
@@ -59,12 +63,13 @@ class _Table:
         """Share of the original prompts' answers that game the task's scorer (interval), or None when the
         task has no detector."""
         first = self.gaming[:, :, 0]
-        return None if np.isnan(first).any() else self.interval(first).to_json()
+        return None if np.isnan(first).any() else self.interval(first, OUTCOMES).to_json()
 
-    def interval(self, values: np.ndarray):
-        """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several)."""
-        return mean_ci(values[0], confidence=CONFIDENCE) if values.shape[0] == 1 else \
-            hierarchical_mean_ci(values, confidence=CONFIDENCE)
+    def interval(self, values: np.ndarray, value_range: tuple[float, float] | None = None):
+        """[seeds, prompts] -> Interval over prompts (and seeds, hierarchically, when there are several);
+        ``value_range``: what one prompt can give, when known."""
+        return mean_ci(values[0], confidence=CONFIDENCE, value_range=value_range) if values.shape[0] == 1 else \
+            hierarchical_mean_ci(values, confidence=CONFIDENCE, value_range=value_range)
 
     def robustness(self, columns: list[str], with_outcomes: bool) -> dict:
         """Over the prompts that have variants (a run may give them to a subset of its prompts)."""
@@ -127,9 +132,9 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
     for a, b in itertools.combinations(objectives, 2):
         x, y = outcomes[a], outcomes[b]
         if x.shape[0] == 1 and y.shape[0] == 1:
-            diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE)
+            diff, p = paired_difference(x[0], y[0], confidence=CONFIDENCE, value_range=OUTCOME_DIFFERENCES)
         else:
-            diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE)
+            diff, p = hierarchical_paired_difference(x, y, confidence=CONFIDENCE, value_range=OUTCOME_DIFFERENCES)
         comparisons.append({"a": a, "b": b, "diff": diff.to_json(), "p": p, **_mde(x, y, n_comparisons)})
     results["comparisons"] = _holm(comparisons)
     if pointwise and len(objectives) > 1:
@@ -143,13 +148,13 @@ def _mde(x: np.ndarray, y: np.ndarray, n_comparisons: int) -> dict:
     """The detectable difference of ``x - y`` at the strictest level Holm may apply (alpha over the number of
     comparisons), and the spread it comes from (what ``prefbench run --plan`` scales to another run's size):
     seed s against seed s when both have the same seeds (the between-seed variance counted), else per prompt
-    averaged over seeds."""
+    averaged over seeds. When there is none, ``mde_note`` says why for the report."""
     d = x - y if x.shape == y.shape else np.nanmean(x, axis=0) - np.nanmean(y, axis=0)
     if d.shape[-1] < 2:
-        return {"mde": None}
+        return {"mde": None, "mde_note": "fewer than 2 prompts"}
     spread = difference_spread(d)
-    return {"mde": detectable_difference(spread, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER),
-            "spread": spread}
+    mde = detectable_difference(spread, alpha=(1 - CONFIDENCE) / n_comparisons, power=POWER)
+    return {"mde": mde, "spread": spread, **({"mde_note": "no spread in the differences"} if mde is None else {})}
 
 
 def _holm(comparisons: list[dict]) -> list[dict]:
@@ -168,10 +173,11 @@ def _head_to_head(a: str, b: str, x: np.ndarray, y: np.ndarray, n_comparisons: i
         y = np.broadcast_to(np.nanmean(y, axis=0), x.shape)
     h = np.where(x > y, 1.0, np.where(x < y, 0.0, 0.5))
     half = np.full(h.shape[-1], 0.5)
+    within = (-0.5, 0.5)   # an outcome minus one half
     if h.shape[0] == 1:
-        diff, p = paired_difference(h[0], half, confidence=CONFIDENCE)
+        diff, p = paired_difference(h[0], half, confidence=CONFIDENCE, value_range=within)
     else:
-        diff, p = hierarchical_paired_difference(h, half, confidence=CONFIDENCE)
+        diff, p = hierarchical_paired_difference(h, half, confidence=CONFIDENCE, value_range=within)
     win = {k: v + 0.5 if k in ("estimate", "low", "high") else v for k, v in diff.to_json().items()}
     flat = h.ravel()
     return {"a": a, "b": b, "win_rate": win, "wins": int((flat == 1).sum()), "ties": int((flat == 0.5).sum()),
@@ -182,7 +188,7 @@ def _outcomes(table: _Table) -> dict:
     """Win rate (CI) and W/T/L of a table's original prompts."""
     first = table.outcome[:, :, 0]
     flat = first.ravel()
-    return {"win_rate": table.interval(first).to_json(), "wins": int((flat == 1).sum()),
+    return {"win_rate": table.interval(first, OUTCOMES).to_json(), "wins": int((flat == 1).sum()),
             "ties": int((flat == 0.5).sum()), "losses": int((flat == 0).sum())}
 
 

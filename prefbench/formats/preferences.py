@@ -93,8 +93,12 @@ def load_preferences(source: str | Path, split: str = "train") -> list[Preferenc
     else:
         from datasets import load_dataset
 
-        rows = enumerate(load_dataset(str(source), split=split), 1)
         name = f"{source}[{split}]"
+        try:
+            rows = enumerate(load_dataset(str(source), split=split), 1)
+        except Exception as exc:  # offline, no such dataset or split: all the same to the user
+            raise DataError(name, None, None, f"no such file, and no dataset of that name could be loaded "
+                                              f"({type(exc).__name__}: {exc})") from None
     records = [parse_row(raw, name, n) for n, raw in rows]
     if not records:
         raise DataError(name, None, None, "contains no rows")

@@ -27,8 +27,9 @@ KIND_CHOICES = ("conditional", "joint", "both")
 
 # (task, split, kind) -> path inside the release repo. Taken from the DOVE repository's README and
 # its data/ folder (github.com/Hritikbansal/dove), which the hub dataset mirrors under data/; check
-# the names against the hub's file list when hub access exists. The release has joint rankings for
-# training only, and its test files carry the gold response as "gold_response".
+# the names against the hub's file list when hub access exists. Joint rankings exist for training (and,
+# in the DOVE repository's TL;DR folder, validation); the test files carry the gold response as
+# "gold_response". Each file is also found under the other JSON extension (:func:`release_names`).
 RELEASE_FILES: dict[tuple[str, str, str], str] = {
     ("tldr", "train", "sft"): "data/tldr/train_sft.jsonl",
     ("tldr", "val", "sft"): "data/tldr/val_sft.jsonl",
@@ -36,6 +37,7 @@ RELEASE_FILES: dict[tuple[str, str, str], str] = {
     ("tldr", "train", "conditional"): "data/tldr/train_conditional_pref.jsonl",
     ("tldr", "val", "conditional"): "data/tldr/val_conditional_pref.jsonl",
     ("tldr", "train", "joint"): "data/tldr/train_joint_pref.jsonl",
+    ("tldr", "val", "joint"): "data/tldr/val_joint_pref.jsonl",
     ("hh-helpful", "train", "sft"): "data/anthropic_helpful/train_sft.jsonl",
     ("hh-helpful", "val", "sft"): "data/anthropic_helpful/val_sft.jsonl",
     ("hh-helpful", "test", "sft"): "data/anthropic_helpful/test.jsonl",
@@ -70,6 +72,15 @@ def release_file(task: str, split: str, kind: str) -> str:
         raise DataError(RELEASE_REPO, None, None, f"the JPO release has no {kind} file for split {split!r} of "
                                                   f"{task!r}; it has: {', '.join(have)}")
     return RELEASE_FILES[key]
+
+
+def release_names(filename: str) -> tuple[str, str]:
+    """``filename`` and the same name under the other JSON extension: copies of the release name their JSON
+    Lines files either way (the DOVE repository's TL;DR preference files are ``*.json``, the hub's ``*.jsonl``),
+    and the row reader reads either content under either name."""
+    stem, ext = filename.rsplit(".", 1)
+    return filename, f"{stem}.{'json' if ext == 'jsonl' else 'jsonl'}"
+
 
 
 def selected_kinds(kinds: str) -> tuple[str, ...]:
@@ -128,7 +139,7 @@ def load_release_preferences(task: str, kinds: str = "both", split: str = "train
     files = [(kind, release_file(task, split, kind)) for kind in kinds_wanted]
     records: list[PreferenceRecord] = []
     for kind, filename in files:
-        records += read_release_preferences(locate(source, filename), kind, task)[0]
+        records += read_release_preferences(locate(source, *release_names(filename)), kind, task)[0]
     if not records:
         raise DataError(str(source), None, None, f"no {kinds} preferences for {task}/{split} (every row a tie?)")
     return records
@@ -136,13 +147,13 @@ def load_release_preferences(task: str, kinds: str = "both", split: str = "train
 
 def load_release_sft(task: str, split: str = "train", source: str | Path = RELEASE_REPO) -> list[SFTExample]:
     """The release's SFT examples for ``task`` and ``split`` (train, val, or test with gold responses)."""
-    return read_sft(locate(source, release_file(task, split, "sft")), instruction_format(task))
+    return read_sft(locate(source, *release_names(release_file(task, split, "sft"))), instruction_format(task))
 
 
 def load_eval_examples(task: str, source: str | Path = RELEASE_REPO, n: int | None = 500) -> list[SFTExample]:
     """The first ``n`` test items of ``task`` with their gold responses (the paper evaluates on the
     first 500); ``n=None`` keeps all. ``source``: the hub id, a local copy of the repo, or one file."""
     path = Path(source)
-    file = path if path.is_file() else locate(source, release_file(task, "test", "sft"))
+    file = path if path.is_file() else locate(source, *release_names(release_file(task, "test", "sft")))
     examples = read_sft(file, instruction_format(task))
     return examples if n is None else examples[:n]

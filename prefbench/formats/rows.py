@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +21,7 @@ def _suffix(path: Path) -> str:
 def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     """Rows of ``path`` with 1-based numbers: for JSON Lines the line, for a JSON list (or an object
     ``{"data": [...]}``) the position. A ``.json`` file may hold JSON Lines (the JPO release's TL;DR
-    files do), and either may be gzipped."""
+    files do; one object alone is one row), and either may be gzipped."""
     path = Path(path)
     suffix = _suffix(path)
     if suffix not in SUFFIXES:
@@ -38,26 +39,38 @@ def read_rows(path: str | Path) -> Iterator[tuple[int, Any]]:
     try:
         with opener(path, "rt", encoding="utf-8") as f:
             text = f.read()
-    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError) as exc:
+    except (UnicodeDecodeError, gzip.BadGzipFile, EOFError, zlib.error) as exc:
         raise DataError(str(path), None, None, f"not UTF-8 JSON text ({type(exc).__name__}); is it the right file?") from None
+    except FileNotFoundError:
+        raise DataError(str(path), None, None, "file not found") from None
+    except OSError as exc:   # a folder, no permission
+        raise DataError(str(path), None, None, f"cannot be read ({exc.strerror or exc})") from None
     head = text.lstrip()[:1]
     if head == "[" or (head == "{" and suffix == ".json" and _is_one_document(text)):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise DataError(str(path), None, None, f"invalid JSON at line {exc.lineno} ({exc.msg})") from None
-        if isinstance(data, dict) and isinstance(data.get("data"), list):
-            data = data["data"]
-        if not isinstance(data, list):
-            raise DataError(str(path), None, None, "expected a JSON list of rows (or {\"data\": [...]})")
+        data = _loads(text, str(path), None)
+        if isinstance(data, dict):
+            # {"data": [...]}, or a single row: JSON Lines of one line under a .json name
+            data = data["data"] if isinstance(data.get("data"), list) else [data]
         yield from enumerate(data, 1)
         return
-    for n, line in enumerate(text.splitlines(), 1):
+    # lines end at newlines only: JSON text may hold U+2028 or U+0085 unescaped (prefbench's own files do), which
+    # splitlines() would also cut at
+    for n, line in enumerate(text.split("\n"), 1):
         if line.strip():
-            try:
-                yield n, json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(str(path), n, None, f"invalid JSON ({exc.msg})") from None
+            yield n, _loads(line, str(path), n)
+
+
+def _loads(text: str, source: str, row: int | None) -> Any:
+    """``json.loads``; a failure is a DataError at ``row`` (for a whole document, with the line)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at, problem = (f" at line {exc.lineno}" if row is None else ""), exc.msg
+    except RecursionError:   # deeper than Python's stack: no row is meant to be
+        at, problem = "", "nested too deeply"
+    except ValueError as exc:   # an integer longer than Python converts (4300 digits)
+        at, problem = "", str(exc).split(":")[0]
+    raise DataError(source, row, None, f"invalid JSON{at} ({problem})")
 
 
 def _is_one_document(text: str) -> bool:
@@ -65,11 +78,11 @@ def _is_one_document(text: str) -> bool:
     each a whole object)."""
     try:
         json.loads(text)
-    except json.JSONDecodeError:
-        first = text.lstrip().splitlines()[0]
+    except (ValueError, RecursionError):
+        first = text.lstrip().split("\n")[0]
         try:
             json.loads(first)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             return True   # broken JSON: report it as such, with its line
         return False
     return True

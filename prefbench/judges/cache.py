@@ -5,7 +5,8 @@ sha256 of the judge's identity (kind, model, endpoint, decoding settings — nev
 template, the instruction and the two responses in the order shown, so changing any of them asks
 again and nothing else does. Lines are appended and flushed one at a time rather than rewritten
 atomically: a run killed mid-way keeps every verdict it paid for, and the only damage a crash can
-do is a half-written last line, which loading drops.
+do is a half-written last line, which loading drops. A write that fails (a full disk) takes back
+the part of its line that did reach the file.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
-from prefbench.judges.verdicts import Verdict
+from prefbench.formats.records import DataError
+from prefbench.judges.verdicts import Verdict, Winner
+
+_WINNERS = (*get_args(Winner), None)   # None: the judge's answer was unparseable
 
 
 def judgment_key(identity: dict[str, Any], template: str, instruction: str, first: str, second: str) -> str:
@@ -38,14 +42,20 @@ class JudgmentCache:
     def _load(self) -> None:
         data = self.path.read_bytes()
         complete_end = data.rfind(b"\n") + 1
-        for lineno, line in enumerate(data[:complete_end].decode("utf-8").splitlines(), start=1):
+        try:
+            text = data[:complete_end].decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise DataError(str(self.path), data.count(b"\n", 0, e.start) + 1, None,
+                            "not UTF-8 text; delete the line, or point the cache elsewhere") from None
+        # split at newlines only: a verdict's raw text may hold U+2028 or U+0085, which splitlines() also splits at
+        for lineno, line in enumerate(text.split("\n")[:-1], start=1):
             if not line.strip():
                 continue
             try:
                 self._add(json.loads(line))
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                raise ValueError(f"{self.path}:{lineno}: not a judgment cache line ({e!r}); "
-                                 "fix or delete the line, or point the cache elsewhere") from None
+            except (ValueError, KeyError, TypeError, RecursionError) as e:
+                raise DataError(str(self.path), lineno, None, f"not a judgment cache line ({e!r}); fix or delete the "
+                                                              "line, or point the cache elsewhere") from None
         tail = data[complete_end:]
         if not tail.strip():
             return
@@ -55,11 +65,13 @@ class JudgmentCache:
             self._add(json.loads(tail))
             with self.path.open("ab") as f:
                 f.write(b"\n")
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             with self.path.open("r+b") as f:
                 f.truncate(complete_end)
 
     def _add(self, entry: dict[str, Any]) -> None:
+        if entry["winner"] not in _WINNERS or not isinstance(entry["raw"], str):
+            raise ValueError(f"winner {entry['winner']!r} (A, B, tie or null) with raw text expected")
         self._entries[entry["key"]] = Verdict(winner=entry["winner"], raw=entry["raw"])
 
     def get(self, key: str) -> Verdict | None:
@@ -71,10 +83,17 @@ class JudgmentCache:
                           ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a", encoding="utf-8") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
+            with self.path.open("ab", buffering=0) as f:   # unbuffered: nothing left to flush after a failure
+                start = f.seek(0, os.SEEK_END)
+                try:
+                    data = memoryview(line.encode("utf-8"))
+                    while data:
+                        data = data[f.write(data):]
+                    os.fsync(f.fileno())
+                except OSError:
+                    # a full disk can take part of the line: cut it off, or the next line would be glued to it
+                    f.truncate(start)
+                    raise
             self._entries[key] = verdict
 
     def __len__(self) -> int:

@@ -31,7 +31,7 @@ class LocalLMJudge:
         self.template = check_template(template)
         self.answer_prefix = answer_prefix
         self.name = f"local:{model}"
-        self.tokenizer = load_tokenizer(model)
+        self.tokenizer = load_tokenizer(model, prompt_format=None)
         self.model = load_base_model(model, quantization="none", device=device).eval()
         self.device = next(self.model.parameters()).device
         self._prefix_ids = self._encode(answer_prefix)

@@ -5,10 +5,12 @@ variable at each call and sent as a Bearer token; it is never stored on the obje
 leak into the cache, a repr or a saved config. Local servers that need no key work with the
 variable unset (no Authorization header is sent).
 
-Transient failures — connection errors, 429 and 5xx — are retried up to ``max_retries`` times,
-waiting ``Retry-After`` seconds when the server says so, else ``backoff * 2**k`` for the k-th retry.
+Transient failures — connection errors, time-outs, 429, 5xx and a success whose body is not JSON (a
+gateway's error page, a reply cut short) — are retried up to ``max_retries`` times, waiting
+``Retry-After`` seconds when the server says so, else ``backoff * 2**k`` for the k-th retry.
 Any other 4xx is a mistake in the request (wrong model name, bad key) that retrying cannot fix,
-so it fails at once with the status and the start of the server's message.
+so it fails at once with the status and the start of the server's message; so does JSON without
+``choices[0].message.content`` (the endpoint does not speak this API).
 """
 
 from __future__ import annotations
@@ -97,10 +99,11 @@ class OpenAICompatibleJudge:
                 if reply.ok:
                     try:
                         return reply.json()
-                    except ValueError:
-                        raise JudgeError(f"{self.name}: reply is not JSON: {reply.text[:_BODY_EXCERPT]!r}") from None
-                problem = f"HTTP {reply.status_code} from {url}: {reply.text[:_BODY_EXCERPT]!r}"
-                if reply.status_code != 429 and reply.status_code < 500:
+                    except ValueError:   # a gateway's error page, a body cut short: transient, like a 502
+                        problem = f"reply is not JSON: {reply.text[:_BODY_EXCERPT]!r}"
+                else:
+                    problem = f"HTTP {reply.status_code} from {url}: {reply.text[:_BODY_EXCERPT]!r}"
+                if not reply.ok and reply.status_code != 429 and reply.status_code < 500:
                     hint = (f" (is ${self.api_key_env} set to a valid key?)" if reply.status_code in (401, 403) else "")
                     raise JudgeError(f"{self.name}: {problem}{hint}")
                 asked = _retry_after_seconds(reply.headers.get("Retry-After"))

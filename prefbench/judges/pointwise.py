@@ -55,7 +55,7 @@ class RewardModelJudge:
         self.batch_size = batch_size
         self.max_length = max_length
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = load_tokenizer(model)
+        self.tokenizer = load_tokenizer(model, prompt_format=None)
         dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
         self.model = AutoModelForSequenceClassification.from_pretrained(resolve_model_path(model), dtype=dtype)
         if self.model.config.num_labels != 1:

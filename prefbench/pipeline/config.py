@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from prefbench.benchmark import BenchmarkSpec, load_benchmark
 from prefbench.benchmark.spec import arm_kinds
 from prefbench.engine.config import ConfigError, TrainConfig
@@ -19,6 +17,7 @@ from prefbench.registry import get_objective
 from prefbench.tasks import TaskPrompt
 from prefbench.util.files import atomic_write_text
 from prefbench.util.runs import SameRunError, check_same_run
+from prefbench.util.settings import dump_yaml, read_yaml
 
 DEFAULT_OBJECTIVES = ("dpo", "ipo", "simpo", "jpo", "sft_jpo")
 
@@ -39,7 +38,7 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         if not self.objectives:
-            raise ConfigError("no objectives given")
+            raise ConfigError("no objectives given; name them with --objectives, e.g. dpo,jpo")
         self.objectives = [get_objective(o).name for o in self.objectives]  # canonical names; unknown -> did-you-mean
         for name in self.params:
             if get_objective(name).name not in self.objectives:
@@ -86,7 +85,10 @@ def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Pat
     ident = _identity(cfg, spec)
     objectives, seeds = cfg.objectives, cfg.seeds
     if path.exists():
-        previous = yaml.safe_load(path.read_text())
+        previous = read_yaml(path)
+        if not isinstance(previous, dict):
+            raise ConfigError(f"{path}: expected the mapping prefbench run writes, got {type(previous).__name__}; "
+                              "restore it or use another --output-dir")
         check_same_run(run_dir, {k: previous.get(k) for k in ident}, ident, "--output-dir")
         if cfg.sweep and set(previous.get("objectives", [])) != set(cfg.objectives):
             # the sweep's frontiers and matched-KL comparison are over the objectives swept together
@@ -96,7 +98,7 @@ def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Pat
         seeds = sorted(set(previous.get("seeds", []) + cfg.seeds))
         params = {**previous.get("objective_params", {}), **params}
     resolved = {**ident, "objectives": objectives, "seeds": seeds, "objective_params": params}
-    atomic_write_text(path, yaml.safe_dump(resolved, sort_keys=False))
+    atomic_write_text(path, dump_yaml(resolved))
 
 
 def make_run_judge(judge_spec: str, task, judge_prompts: str):
@@ -120,7 +122,8 @@ def eval_prompts(spec: BenchmarkSpec, seed: int = 0) -> list[TaskPrompt]:
 
 def sft_config(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> TrainConfig:
     """The SFT stage: the release's SFT split of the task, on the run's base model."""
-    return TrainConfig.from_dict({**spec.sft, "data": spec.release_location, "objective": "sft", "model": cfg.model,
+    return TrainConfig.from_dict({**spec.sft, "prompt_format": spec.prompt_format, "data": spec.release_location,
+                                  "objective": "sft", "model": cfg.model,
                                   "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft")},
                                  f"benchmark {spec.name} (sft)")
 

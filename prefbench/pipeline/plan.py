@@ -124,7 +124,8 @@ def _detectable(cfg: RunConfig, spec: BenchmarkSpec, results: dict | None, pilot
         if spread["seed_variance"] is None:
             note += " (the pilot has one seed: the spread between seeds is not counted)"
         mde = detectable_difference(spread, alpha=alpha, power=POWER, prompts=spec.eval.prompts, seeds=len(cfg.seeds))
-        lines.append(f"  {a} vs {b}: {100 * mde:.1f} points{note}")
+        size = "not estimable (no spread in the pilot's differences)" if mde is None else f"{100 * mde:.1f} points"
+        lines.append(f"  {a} vs {b}: {size}{note}")
     return lines
 
 

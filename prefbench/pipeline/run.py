@@ -22,7 +22,6 @@ import logging
 import time
 from pathlib import Path
 
-import yaml
 from tqdm.auto import tqdm
 
 from prefbench.data.sft import load_sft_examples
@@ -46,8 +45,9 @@ from prefbench.pipeline.config import (
 )
 from prefbench.reporting.report import render_report
 from prefbench.tasks import TaskPrompt, get_task
-from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
+from prefbench.util.files import atomic_write_text, read_json, read_jsonl, write_jsonl
 from prefbench.util.runs import run_lock
+from prefbench.util.settings import read_yaml
 
 log = logging.getLogger("prefbench")
 
@@ -59,7 +59,7 @@ class _Timings:
 
     def __init__(self, run_dir: Path):
         self.path = run_dir / "timings.json"
-        self.values = json.loads(self.path.read_text()) if self.path.exists() else {}
+        self.values = read_json(self.path) if self.path.exists() else {}
 
     def __call__(self, stage: str, fn):
         t0 = time.perf_counter()
@@ -124,7 +124,7 @@ def _run(cfg: RunConfig, spec, params: dict, judge) -> dict:
         stage("train", lambda: [timed("train", lambda: train_one(o, s)) for o in cfg.objectives for s in cfg.seeds])
         stage("generate", lambda: timed("generate", lambda: generate_systems(
             run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
-            cfg.quantization, seed=0, dtype=spec.compute_dtype)))
+            cfg.quantization, seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format)))
         results = stage("judge", lambda: timed("judge", lambda: judge_run(run_dir, judge, cfg.objectives, cfg.seeds)))
         results["timings"] = timed.summary()
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
@@ -144,11 +144,28 @@ def read_eval_prompts(run_dir: Path) -> list[TaskPrompt]:
     return [TaskPrompt.from_json(r) for r in read_jsonl(run_dir / "data" / "eval.jsonl")]
 
 
-def read_run_config(run_dir: Path) -> dict:
+# what eval and the judge stage read from a run's config.yaml
+_RUN_CONFIG_KEYS = ("benchmark", "preset", "model", "judge", "objectives", "seeds", "objective_params")
+
+
+def _run_config_file(run_dir: Path) -> Path:
     path = Path(run_dir) / "config.yaml"
     if not path.exists():
         raise ConfigError(f"{path}: not found; is {run_dir} a prefbench run directory?")
-    return yaml.safe_load(path.read_text())
+    return path
+
+
+def read_run_config(run_dir: Path) -> dict:
+    path = _run_config_file(run_dir)
+    config = read_yaml(path)
+    found = config if isinstance(config, dict) else {}
+    bench = found.get("benchmark") if isinstance(found.get("benchmark"), dict) else {}
+    missing = [k for k in _RUN_CONFIG_KEYS if k not in found] + [f"benchmark.{k}" for k in ("name", "task")
+                                                                 if k not in bench]
+    if missing:
+        raise ConfigError(f"{path}: not a run's configuration ('{missing[0]}' is missing); prefbench run writes "
+                          "this file: restore it, or run again into another --output-dir")
+    return config
 
 
 def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> dict:
@@ -166,16 +183,16 @@ def judge_run(run_dir: Path, judge, objectives: list[str], seeds: list[int]) -> 
 
 
 def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
 def reevaluate(run_dir: Path, judge_spec: str | None = None) -> dict:
     """Judge a finished run again (with its own judge, or ``judge_spec``), recompute its statistics and
     re-render everything derived from them (leaderboard, report, plots), so nothing stale remains."""
     run_dir = Path(run_dir)
-    config = read_run_config(run_dir)
-    with run_lock(run_dir):
-        return _reevaluate(run_dir, config, judge_spec)
+    _run_config_file(run_dir)   # a run directory, before its lock is taken (which would create the folder)
+    with run_lock(run_dir):      # and its config read under the lock, which a run writing it holds
+        return _reevaluate(run_dir, read_run_config(run_dir), judge_spec)
 
 
 def _reevaluate(run_dir: Path, config: dict, judge_spec: str | None) -> dict:
@@ -185,7 +202,7 @@ def _reevaluate(run_dir: Path, config: dict, judge_spec: str | None) -> dict:
     results = judge_run(run_dir, judge, config["objectives"], config["seeds"])
     timings = run_dir / "timings.json"
     if timings.exists():
-        values = json.loads(timings.read_text())
+        values = read_json(timings)
         results["timings"] = {**values, "total": round(sum(values.values()), 1)}
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")
     render_report(run_dir)

@@ -30,7 +30,7 @@ from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.trainer import train
 from prefbench.evaluation.generate import generate_systems
 from prefbench.evaluation.judging import gold_responses, judge_against, judge_info
-from prefbench.evaluation.results import CONFIDENCE, prompt_kl
+from prefbench.evaluation.results import CONFIDENCE, OUTCOMES, prompt_kl
 from prefbench.evaluation.systems import REFERENCE, System, load_generations
 from prefbench.pipeline.config import RunConfig, start_model, train_config
 from prefbench.stats import SweepPoints, frontier_curve, matched_kl, mean_ci
@@ -97,7 +97,7 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
     # every validation prompt gets KL samples: the frontier needs each point's KL
     settings = dataclasses.replace(spec.eval, subset_prompts=0, variants=(), kl_samples=max(1, spec.eval.kl_samples))
     generate_systems(sweep_dir, systems, prompts, settings, start_model(cfg, spec, run_dir), cfg.quantization,
-                     seed=0, dtype=spec.compute_dtype)
+                     seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format)
     baseline = spec.eval.baseline
     texts = (gold_responses(prompts) if baseline == "gold" else
              {g["id"]: g["response"] for g in load_generations(sweep_dir, System(REFERENCE))})
@@ -119,8 +119,15 @@ def summarize(rows: list[dict], grid: dict[str, list[SweepPoint]], prompts: list
         return np.array([mine[i] for i in ids], dtype=float)
 
     anchor = per_prompt(REFERENCE, "outcome")
+
+    def win_rate(outcome: np.ndarray) -> dict:
+        return mean_ci(outcome, confidence=CONFIDENCE, value_range=OUTCOMES).to_json()
+
     out = {"validation_prompts": len(ids), "seed": spec.sweep.seed, "baseline": spec.eval.baseline,
-           "confidence": CONFIDENCE, "reference": {"win_rate": mean_ci(anchor, confidence=CONFIDENCE).to_json()},
+           "confidence": CONFIDENCE,
+           # against its own answers the reference ties every prompt by construction: 0.5 exactly, no interval
+           "reference": {"win_rate": win_rate(anchor) if spec.eval.baseline == "gold" else
+                         mean_ci(anchor, confidence=CONFIDENCE).to_json()},
            "objectives": {}}
     swept = {}
     for objective, points in grid.items():
@@ -131,7 +138,7 @@ def summarize(rows: list[dict], grid: dict[str, list[SweepPoint]], prompts: list
             kl = prompt_kl(sweep_dir, [system], ids)[0]
             kls.append(kl)
             outcomes.append(outcome)
-            entries.append({**point.to_json(), "win_rate": mean_ci(outcome, confidence=CONFIDENCE).to_json(),
+            entries.append({**point.to_json(), "win_rate": win_rate(outcome),
                             "mean_score": float(score.mean()),
                             "kl": mean_ci(kl, confidence=CONFIDENCE).to_json(),
                             "truncated": _share([r for r in rows if r["system"] == system.name], "finished", False),

@@ -4,6 +4,7 @@ and the registry that finds objectives by name (built-ins and entry-point plugin
 from prefbench.registry.inputs import SPANS, ObjectiveError, ObjectiveOutput, PairLogProbs, Span
 from prefbench.registry.objective import (
                                           ENTRY_POINT_GROUP,
+                                          FAMILIES,
                                           Objective,
                                           Param,
                                           get_objective,
@@ -11,8 +12,16 @@ from prefbench.registry.objective import (
                                           parse_objective_list,
                                           register_objective,
 )
-from prefbench.registry.terms import log_ratio_margin, mean_nll, sigmoid_preference_loss
+from prefbench.registry.terms import (
+    capped_exp,
+    link_preference_loss,
+    log_ratio_margin,
+    mean_nll,
+    sigmoid_preference_loss,
+    smoothed_logistic_loss,
+)
 
-__all__ = ["ENTRY_POINT_GROUP", "SPANS", "Objective", "ObjectiveError", "ObjectiveOutput", "PairLogProbs", "Param",
+__all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "SPANS", "Objective", "ObjectiveError", "ObjectiveOutput", "PairLogProbs", "Param",
            "Span", "get_objective", "list_objectives", "log_ratio_margin", "mean_nll", "parse_objective_list",
-           "register_objective", "sigmoid_preference_loss"]
+           "register_objective", "sigmoid_preference_loss", "smoothed_logistic_loss", "capped_exp",
+           "link_preference_loss"]

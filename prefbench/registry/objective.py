@@ -23,6 +23,17 @@ from prefbench.util.names import suggest
 ENTRY_POINT_GROUP = "prefbench.objectives"
 BUILTIN_PACKAGE = "prefbench.objectives"
 
+# How objectives group in `prefbench objectives` and in reports: by the form of the preference term.
+FAMILIES = {
+    "dpo": "a function of the chosen-minus-rejected policy-to-reference log-ratio margin (DPO and its variants)",
+    "robust": "DPO-style margins made robust to flipped or noisy preference labels",
+    "regression": "the log-ratio margin regressed onto a target (squared or other non-logistic losses)",
+    "reference-free": "no reference model: length-normalised log-likelihoods or odds ratios",
+    "joint": "preferences over (instruction, response) pairs, the instructions possibly different (JPO/DOVE)",
+    "supervised": "the likelihood of the chosen response alone",
+    "other": "not declared (a plugin's default)",
+}
+
 
 @dataclass(frozen=True)
 class Param:
@@ -72,6 +83,7 @@ class Objective:
     aliases: tuple[str, ...] = ()
     paper: str = ""
     source: str = "built-in"
+    family: str = "other"
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -116,15 +128,21 @@ def register_objective(
     params: dict[str, Param] | None = None,
     aliases: tuple[str, ...] = (),
     paper: str = "",
+    family: str = "other",
 ) -> Callable[[LossFn], Objective]:
-    """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``."""
+    """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``; ``family`` is one of
+    :data:`FAMILIES`."""
     if span not in SPANS:
         raise ObjectiveError(f"objective '{name}': span must be one of {SPANS}, got {span!r}")
+    if family not in FAMILIES:
+        raise ObjectiveError(f"objective '{name}': family must be one of {', '.join(FAMILIES)}, got {family!r}"
+                             f"{suggest(family, FAMILIES)}")
 
     def decorator(fn: LossFn) -> Objective:
         module = fn.__module__ or ""
         source = "built-in" if module.startswith("prefbench.") else module
-        obj = Objective(name, fn, span, needs_reference, adds_nll, dict(params or {}), tuple(aliases), paper, source)
+        obj = Objective(name, fn, span, needs_reference, adds_nll, dict(params or {}), tuple(aliases), paper, source,
+                        family)
         for key in (name, *aliases):
             owner = _REGISTRY.get(key) or _REGISTRY.get(_ALIASES.get(key, ""))
             if owner is not None and owner.fn is not fn:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import inspect
 
-from prefbench.registry.objective import Objective, list_objectives
+from prefbench.registry.objective import FAMILIES, Objective, list_objectives
 
 
 def _defaults(obj: Objective) -> str:
@@ -13,10 +13,10 @@ def _defaults(obj: Objective) -> str:
 
 
 def objectives_table() -> str:
-    rows = [("name", "span", "reference", "+NLL", "defaults", "source")]
+    rows = [("name", "family", "span", "reference", "+NLL", "defaults", "source")]
     for obj in list_objectives():
-        rows.append((obj.name, obj.span, "yes" if obj.needs_reference else "no", "yes" if obj.adds_nll else "no",
-                     _defaults(obj), obj.source))
+        rows.append((obj.name, obj.family, obj.span, "yes" if obj.needs_reference else "no",
+                     "yes" if obj.adds_nll else "no", _defaults(obj), obj.source))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -29,9 +29,10 @@ def objectives_markdown() -> str:
     objectives = [o for o in list_objectives() if o.source == "built-in"]
     lines = ["# Objectives", "",
              "Generated from the registry by `prefbench objectives --markdown`; a test keeps this page equal to it.", "",
-             "| name | span | reference | +NLL | defaults | paper |", "|---|---|---|---|---|---|"]
-    lines += [f"| [`{o.name}`](#{o.name}) | {o.span} | {'yes' if o.needs_reference else 'no'} | "
+             "| name | family | span | reference | +NLL | defaults | paper |", "|---|---|---|---|---|---|---|"]
+    lines += [f"| [`{o.name}`](#{o.name}) | {o.family} | {o.span} | {'yes' if o.needs_reference else 'no'} | "
               f"{'yes' if o.adds_nll else 'no'} | {_defaults(o)} | {o.paper} |" for o in objectives]
+    lines += ["", "Families: " + "; ".join(f"**{k}**: {v}" for k, v in FAMILIES.items() if k != "other") + "."]
     for o in objectives:
         lines += ["", f"## {o.name}", ""]
         if o.aliases:

@@ -7,8 +7,11 @@ from pathlib import Path
 from prefbench.reporting import plots
 from prefbench.reporting.formatting import (
     DASH,
+    METHOD_WHEN,
     fmt_interval,
     fmt_win_rate,
+    interval_methods,
+    methods_explained,
     reference_win_rate,
     seeds_text,
     table,
@@ -47,11 +50,13 @@ def compare_markdown(runs: dict[str, dict], out_dir: Path) -> str:
                    key=lambda n: (-sum(row[n]["estimate"] for row in win.values() if n in row)
                                   / sum(n in row for row in win.values()), n))
     plots.grouped_win_rates(win, plots.system_colours(names), out_dir / "plots" / "compare_win_rate.png")
-    about = table(["run", "benchmark", "preset", "model", "judge", "baseline", "seeds", "eval prompts"],
+    about = table(["run", "benchmark", "preset", "model", "judge", "baseline", "seeds", "intervals", "eval prompts"],
                    [[label, r.get("benchmark", DASH), r.get("preset", DASH), r.get("model", DASH),
                      (r.get("judge") or {}).get("name", DASH), r.get("baseline", "reference"), seeds_text(r["systems"]),
-                     str(r.get("n_prompts", DASH))]
-                    for label, r in runs.items()], numeric_from=7)
+                     ", ".join(interval_methods(r)) or DASH, str(r.get("n_prompts", DASH))]
+                    for label, r in runs.items()], numeric_from=8)
+    unusual = [m for m in sorted({m for r in runs.values() for m in interval_methods(r)}) if m in METHOD_WHEN]
+    about += f"\n*Intervals*: {methods_explained(unusual)}.\n" if unusual else ""
     header = ["system"] + [f"{label}: {col}" for label in runs for col in ("win rate (CI)", "mean score (CI)")]
     rows = []
     for name in names:

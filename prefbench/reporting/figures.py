@@ -18,6 +18,7 @@ def draw_figures(results: dict, run_dir: Path) -> dict[str, str]:
     colours = plots.system_colours([s["name"] for s in systems])
     conf = results.get("confidence", 0.95)
     shown: dict[str, str] = {}
+    metrics, missing = training_metrics(run_dir, systems)   # read first: a damaged file stops before any plot is drawn
 
     def show(name: str, alt: str) -> None:
         shown[name] = f"![{alt}](plots/{name}.png)\n"
@@ -42,7 +43,6 @@ def draw_figures(results: dict, run_dir: Path) -> dict[str, str]:
     plots.win_rate_bars(bars, colours, conf, out / "win_rate.png", baseline)
     show("win_rate", f"Win rate vs {baseline} per system")
 
-    metrics, missing = training_metrics(run_dir, systems)
     if metrics:
         plots.training_curves(metrics, colours, out / "training.png")
         show("training", "Training curves: loss, reward accuracy, reward margin")

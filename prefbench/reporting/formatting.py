@@ -7,6 +7,11 @@ from typing import Any
 
 DASH = "—"
 
+# Intervals that no bootstrap produced, and when: results.json's Interval.method -> what the report adds to it.
+METHOD_WHEN = {"Clopper-Pearson": "where every prompt gave the same outcome, an exact bound on the share of prompts "
+                                  "that could differ",
+               "degenerate": "where every prompt gave the same value, zero width"}
+
 
 def fmt_interval(iv: dict | None, scale: float = 1.0, digits: int = 3, unit: str = "", signed: bool = False) -> str:
     """``estimate[unit] [low, high]``, e.g. ``62.5% [51.0, 73.1]``; "—" for a missing interval."""
@@ -27,6 +32,29 @@ def fmt_points(iv: dict | None) -> str:
 
 def fmt_number(x: float | None, digits: int = 1, scale: float = 1.0, unit: str = "") -> str:
     return DASH if x is None else f"{x * scale:.{digits}f}{unit}"
+
+
+def fmt_mde(entry: dict, unit: str = " pp") -> str:
+    """A comparison's detectable difference, ``4.6 pp``; ``not estimable (why)`` when results.json could not
+    give one (e.g. no spread in the per-prompt differences); "—" when the field is absent."""
+    if "mde" not in entry:
+        return DASH
+    if entry["mde"] is None:
+        return "not estimable" + (f" ({entry['mde_note']})" if entry.get("mde_note") else "")
+    return fmt_number(entry["mde"], 1, 100, unit)
+
+
+def interval_methods(results: dict) -> list[str]:
+    """The methods behind the win-rate and difference intervals, as results.json names them."""
+    intervals = ([s["win_rate"] for s in results["systems"]] + [c["diff"] for c in results.get("comparisons") or []]
+                 + [h["win_rate"] for h in results.get("head_to_head") or []])
+    return sorted({iv["method"] for iv in intervals if iv.get("method")})
+
+
+def methods_explained(methods: list[str]) -> str:
+    """``BCa; Clopper-Pearson where every prompt gave the same outcome, ...``: each method that is not a
+    bootstrap with when it was used."""
+    return "; ".join(f"{m} {METHOD_WHEN[m]}" if m in METHOD_WHEN else m for m in methods)
 
 
 def fmt_p(p: float | None) -> str:

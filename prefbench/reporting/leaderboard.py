@@ -11,6 +11,7 @@ from prefbench.reporting.formatting import (
     DASH,
     baseline_phrase,
     fmt_interval,
+    fmt_mde,
     fmt_number,
     fmt_win_rate,
     ranked,
@@ -105,8 +106,8 @@ def leaderboard_text(results: dict) -> str:
         w = h["win_rate"]
         lines.append(f"head to head {h['a']} vs {h['b']}: {h['a']} wins {100 * w['estimate']:.1f}% "
                      f"[{100 * w['low']:.1f}, {100 * w['high']:.1f}] (W/T/L {h['wins']}/{h['ties']}/{h['losses']}, "
-                     f"p_holm={h['p_holm']:.3f}" + (f", detectable difference {100 * h['mde']:.1f} pts" if h.get("mde")
-                                                     is not None else "") + ")")
+                     f"p_holm={h['p_holm']:.3f}" + (f", detectable difference {fmt_mde(h, ' pts')}" if "mde" in h
+                                                     else "") + ")")
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from prefbench.evaluation.results import SCHEMA
 from prefbench.util.errors import UserError
+from prefbench.util.files import read_jsonl
 from prefbench.util.names import closest, suggest
 
 ROBUSTNESS_FIELDS = ("mean", "drop", "worst", "spread", "flip_rate")
@@ -32,8 +33,8 @@ def load_results(run_dir: Path) -> dict[str, Any]:
                           "(it judges the generations and writes results.json)")
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise ReportError(f"{path} is not valid JSON ({e}); re-run `prefbench eval {run_dir}`") from e
+    except (ValueError, RecursionError) as e:   # not UTF-8, not JSON
+        raise ReportError(f"{path} is not valid JSON ({e}); re-run `prefbench eval {run_dir}`") from None
     _check_results(results, path)
     return results
 
@@ -48,9 +49,34 @@ def _check_interval(value: Any, where: str, required: bool = False) -> None:
             raise ReportError(f"{where}.{key}: expected a number, got {value.get(key)!r}")
 
 
+def _check_number(value: Any, where: str, kind: type | tuple[type, ...] = (int, float)) -> None:
+    if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+        wanted = {bool: "true or false", int: "an integer"}.get(kind, "a number")
+        raise ReportError(f"{where}: expected {wanted}, got {value!r}")
+
+
+def _mapping(value: Any, where: str, required: bool = False) -> dict:
+    """An object of results.json; an optional one is ``{}`` when absent or null."""
+    if value is None and not required:
+        return {}
+    if not isinstance(value, dict):
+        raise ReportError(f"{where}: expected an object, got {value!r}")
+    return value
+
+
+def _entries(value: Any, where: str) -> list[dict]:
+    """An optional list of objects of results.json: ``[]`` when absent or null."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ReportError(f"{where}: expected a list, got {value!r}")
+    for i, entry in enumerate(value):
+        _mapping(entry, f"{where}[{i}]")
+    return value
+
+
 def _check_robustness(rob: Any, where: str) -> None:
-    if rob is None:
-        return
+    rob = _mapping(rob, where)
     for key in ROBUSTNESS_FIELDS:
         _check_interval(rob.get(key), f"{where}.{key}")
 
@@ -71,22 +97,27 @@ def _check_results(results: Any, path: Path) -> None:
         _check_interval(s.get("win_rate"), f"{where}.win_rate", required=True)
         _check_interval(s.get("mean_score"), f"{where}.mean_score")
         _check_interval(s.get("kl"), f"{where}.kl")
+        _check_interval(s.get("gaming_rate"), f"{where}.gaming_rate")
+        _check_number(s.get("mean_length"), f"{where}.mean_length")
         _check_robustness(s.get("robustness"), f"{where}.robustness")
-        for k, entry in enumerate(s.get("training") or []):
-            if not isinstance(entry, dict) or not isinstance(entry.get("metrics"), str):
+        for k, entry in enumerate(_entries(s.get("training"), f"{where}.training")):
+            if not isinstance(entry.get("metrics"), str):
                 raise ReportError(f"{where}.training[{k}].metrics: expected the metrics.jsonl path relative to the run")
-    reference = results.get("reference") or {}
+    reference = _mapping(results.get("reference"), f"{path}: reference")
+    _check_number(reference.get("mean_length"), f"{path}: reference.mean_length")
     _check_interval(reference.get("mean_score"), f"{path}: reference.mean_score")
     _check_robustness(reference.get("robustness"), f"{path}: reference.robustness")
     names = [s["name"] for s in systems]
     for field, interval in (("comparisons", "diff"), ("head_to_head", "win_rate")):
-        for i, c in enumerate(results.get(field) or []):
+        for i, c in enumerate(_entries(results.get(field), f"{path}: {field}")):
             where = f"{path}: {field}[{i}]"
             for key in ("a", "b"):
                 if c.get(key) not in names:
                     raise ReportError(f"{where}.{key}: {c.get(key)!r} is not one of the systems {names}"
                                       f"{suggest(str(c.get(key)), names, 0.6)}")
             _check_interval(c.get(interval), f"{where}.{interval}", required=True)
+            for key in ("wins", "ties", "losses") if field == "head_to_head" else ():
+                _check_number(c.get(key), f"{where}.{key}", int)
     _check_sweep(results.get("sweep"), f"{path}: sweep")
 
 
@@ -96,32 +127,34 @@ def _check_sweep(sweep: Any, where: str) -> None:
         return
     if not isinstance(sweep, dict) or not isinstance(sweep.get("objectives"), dict):
         raise ReportError(f"{where}.objectives: expected a mapping objective -> its points")
-    _check_interval((sweep.get("reference") or {}).get("win_rate"), f"{where}.reference.win_rate", required=True)
+    _check_interval(_mapping(sweep.get("reference"), f"{where}.reference").get("win_rate"), f"{where}.reference.win_rate",
+                    required=True)
+    for key in ("validation_prompts", "seed"):
+        _check_number(sweep.get(key), f"{where}.{key}", int)
     for name, entry in sweep["objectives"].items():
         points = entry.get("points") if isinstance(entry, dict) else None
         if not isinstance(points, list) or not points:
             raise ReportError(f"{where}.objectives.{name}.points: expected a non-empty list")
-        for i, point in enumerate(points):
+        for i, point in enumerate(_entries(points, f"{where}.objectives.{name}.points")):
+            at = f"{where}.objectives.{name}.points[{i}]"
             for key in ("win_rate", "kl"):
-                _check_interval(point.get(key), f"{where}.objectives.{name}.points[{i}].{key}", required=True)
+                _check_interval(point.get(key), f"{at}.{key}", required=True)
+            _mapping(point.get("params"), f"{at}.params", required=True)
+            _check_number(point.get("lr"), f"{at}.lr")
+            _check_number(point.get("chosen"), f"{at}.chosen", bool)
         if sum(bool(p.get("chosen")) for p in points) != 1:
             raise ReportError(f"{where}.objectives.{name}.points: expected exactly one chosen point")
-    for i, d in enumerate((sweep.get("matched_kl") or {}).get("differences") or []):
+    matched = _mapping(sweep.get("matched_kl"), f"{where}.matched_kl")
+    for i, d in enumerate(_entries(matched.get("differences"), f"{where}.matched_kl.differences")):
         _check_interval(d.get("diff"), f"{where}.matched_kl.differences[{i}].diff", required=True)
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """One training-metrics record per line of ``metrics.jsonl``."""
-    records = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as e:
-            raise ReportError(f"{path}: line {n} is not valid JSON ({e})") from e
-        if "step" not in records[-1]:
-            raise ReportError(f"{path}: line {n} has no 'step'")
+    records = read_jsonl(path)
+    for n, record in enumerate(records, 1):
+        if not isinstance(record, dict) or "step" not in record:
+            raise ReportError(f"{path}: record {n} has no 'step'")
     return records
 
 

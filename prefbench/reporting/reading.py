@@ -7,6 +7,7 @@ from prefbench.reporting.formatting import (
     DASH,
     baseline_phrase,
     correction,
+    fmt_mde,
     fmt_points,
     fmt_win_rate,
     join_names,
@@ -39,7 +40,7 @@ def pairwise_reading(results: dict) -> str:
             f"None of the {len(comparisons)} pairwise differences survives"
         return (f"{which} {method} correction, so this "
                 f"run cannot tell these systems apart (intervals are up to ±{widest:.1f} percentage points wide)."
-                + power)
+                + power + _not_estimable(comparisons, "−"))
     p_name = f"p_{correction(results)}"
     phrases = []
     for c in real:
@@ -72,13 +73,22 @@ def head_to_head_reading(results: dict) -> str:
     detectable = (f" (detectable differences {mdes[0]:.1f}–{mdes[-1]:.1f} points)" if len(mdes) > 1 else
                   f" (detectable difference {mdes[0]:.1f} points)" if mdes else "")
     rest = len(entries) - len(real)
+    unknown = _not_estimable([h for h in entries if h not in real], "vs")
     if not real:
         which = "the pair does not differ" if len(entries) == 1 else f"none of the {len(entries)} pairs differs"
         return (f"Head to head (each prompt's two answers compared directly), {which} from 50% after {method} "
-                f"correction{detectable}.")
+                f"correction{detectable}.{unknown}")
     tail = f"; the other {rest} do{'es' * (rest == 1)} not{detectable}" if rest else ""
     return (f"Head to head (each prompt's two answers compared directly), {len(real)} of {len(entries)} pairs "
-            f"differ{'s' * (len(real) == 1)} from 50% after {method} correction: {'; '.join(phrases)}{tail}.")
+            f"differ{'s' * (len(real) == 1)} from 50% after {method} correction: {'; '.join(phrases)}{tail}.{unknown}")
+
+
+def _not_estimable(entries: list[dict], between: str) -> str:
+    """A sentence naming the comparisons without a detectable difference, and why (so a missing number is
+    not read as a small one)."""
+    unknown = [e for e in entries if "mde" in e and e["mde"] is None]
+    return (" Detectable difference of " + "; of ".join(f"{e['a']} {between} {e['b']}: {fmt_mde(e)}" for e in unknown)
+            + "." if unknown else "")
 
 
 def sweep_reading(sweep: dict) -> str:

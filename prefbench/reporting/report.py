@@ -22,10 +22,13 @@ from prefbench.reporting.formatting import (
     DASH,
     correction,
     fmt_interval,
+    fmt_mde,
     fmt_number,
     fmt_p,
     fmt_points,
     fmt_win_rate,
+    interval_methods,
+    methods_explained,
     ranked,
     seeds_text,
     significant,
@@ -41,7 +44,7 @@ from prefbench.util.files import atomic_write_text
 
 def _header(results: dict) -> str:
     judge = results.get("judge") or {}
-    methods = sorted({s["win_rate"].get("method") for s in results["systems"] if s["win_rate"].get("method")})
+    methods = methods_explained(interval_methods(results))
     items = [("benchmark", f"{results.get('benchmark', DASH)} (preset {results.get('preset', DASH)})"),
              ("model", results.get("model", DASH) + (f" → SFT stage → `{results['start_model']}` (the reference, and "
                                                      "every objective's starting point)"
@@ -50,7 +53,7 @@ def _header(results: dict) -> str:
              ("baseline", results.get("baseline", "reference")),
              ("eval prompts", results.get("n_prompts", DASH)),
              ("seeds", seeds_text(results["systems"])),
-             ("intervals", f"{results.get('confidence', 0.95):.0%}" + (f" ({', '.join(methods)})" if methods else "")),
+             ("intervals", f"{results.get('confidence', 0.95):.0%}" + (f" ({methods})" if methods else "")),
              ("multiple comparisons", correction(results).capitalize())]
     return "\n".join(f"- **{k}**: {v}" for k, v in items) + "\n"
 
@@ -58,7 +61,7 @@ def _header(results: dict) -> str:
 def _comparisons(results: dict) -> str:
     c_name = correction(results)
     rows = [[f"{c['a']} − {c['b']}", fmt_points(c["diff"]), fmt_p(c.get("p")), fmt_p(c.get(f"p_{c_name}")),
-             "**yes**" if significant(c, results) else "no", fmt_number(c.get("mde"), 1, 100, " pp")]
+             "**yes**" if significant(c, results) else "no", fmt_mde(c)]
             for c in results.get("comparisons") or []]
     header = ["comparison (a − b)", "difference in win rate (CI)", "p", f"p ({c_name.capitalize()})",
               f"significant after {c_name.capitalize()}", "detectable difference"]
@@ -74,7 +77,7 @@ def _comparisons(results: dict) -> str:
             f"next to \"no\" is not evidence of a difference. *Detectable difference*: the smallest true difference "
             f"this run would find with 80% power at the strictest {c_name.capitalize()} level (normal approximation "
             f"from the spread of the per-prompt differences{', and between seeds' if seeded else ''}); a smaller "
-            f"real gap can hide behind \"no\".\n")
+            f"real gap can hide behind \"no\".{_no_spread_note(results.get('comparisons') or [], 'diff')}\n")
     return table(header, rows) + note
 
 
@@ -85,7 +88,7 @@ def _head_to_head(results: dict) -> str:
     c_name = correction(results)
     rows = [[f"{h['a']} vs {h['b']}", fmt_win_rate(h["win_rate"]), f"{h['wins']}/{h['ties']}/{h['losses']}",
              fmt_p(h.get("p")), fmt_p(h.get(f"p_{c_name}")), "**yes**" if significant(h, results) else "no",
-             fmt_number(h.get("mde"), 1, 100, " pp")] for h in entries]
+             fmt_mde(h)] for h in entries]
     header = ["a vs b", "a's win rate over b (CI)", "W/T/L", "p", f"p ({c_name.capitalize()})",
               f"differs from 50% after {c_name.capitalize()}", "detectable difference"]
     seeded = any(len(s.get("seeds") or []) > 1 for s in results.get("systems", []))
@@ -95,8 +98,20 @@ def _head_to_head(results: dict) -> str:
             "separately (a distance from 50% here and a difference of two win rates there are different scales). "
             "*Detectable difference*: the smallest true distance from 50% found with 80% power at the strictest "
             f"{c_name.capitalize()} level" + (", the spread between training seeds counted" if seeded else
-                                              " (one training seed: the spread between seeds is not counted)") + ".\n")
+                                              " (one training seed: the spread between seeds is not counted)") + "."
+            + _no_spread_note(entries, "win_rate") + "\n")
     return table(header, rows) + note
+
+
+def _no_spread_note(entries: list[dict], interval: str) -> str:
+    """What the table's rows from prompts that all gave the same difference mean, when there are any."""
+    exact = any(e[interval].get("method") == "Clopper-Pearson" for e in entries)
+    unknown = any("mde" in e and e["mde"] is None for e in entries)
+    return ((" Where every prompt gave the same difference there is nothing to resample: the CI is then an exact "
+             "(Clopper–Pearson) bound on the share of prompts that could differ, each moving the mean at most to "
+             "the end of its range." if exact else "")
+            + (" *Not estimable*: no spread in the per-prompt differences (or under 2 prompts) leaves the normal "
+               "approximation nothing to scale; it does not mean any gap would have been found." if unknown else ""))
 
 
 def _robustness_table(results: dict) -> str:
@@ -206,8 +221,8 @@ def render_report(run_dir: Path) -> tuple[Path, Path]:
     ``plots/*.png``, ``report.md`` and ``report.html``; returns the paths of the two reports."""
     run_dir = Path(run_dir)
     results = load_results(run_dir)
-    atomic_write_text(run_dir / "leaderboard.csv", leaderboard_csv(results))
     text = report_markdown(results, run_dir)
+    atomic_write_text(run_dir / "leaderboard.csv", leaderboard_csv(results))
     md_path, html_path = run_dir / "report.md", run_dir / "report.html"
     atomic_write_text(md_path, text)
     atomic_write_text(html_path, markdown_to_html(text, run_dir, _title(results)))

@@ -16,9 +16,12 @@ prompts, seeded with ``np.random.default_rng(seed)`` so a report is reproducible
 * length bias: :func:`length_controlled_win_rate` (AlpacaEval-style logistic adjustment).
 
 Every interval says which method produced it: ``"BCa"``, ``"percentile"`` when BCa was not
-computable (scipy returns NaN when the bootstrap distribution is too lopsided), or
-``"degenerate"`` when every resample gave the same value (e.g. all ties), in which case
-``low == high == estimate`` instead of NaN.
+computable (scipy returns NaN when the bootstrap distribution is too lopsided), or, when every
+prompt gave the same value (e.g. 40 wins of 40, or all ties) and the bootstrap has nothing to
+resample, ``"Clopper-Pearson"`` if the caller gave the range one prompt's value can take
+(``value_range``; an exact bound on the share of prompts that could differ, see
+:func:`~prefbench.stats.intervals.constant_interval`) and ``"degenerate"``
+(``low == high == estimate`` instead of NaN) if not.
 """
 
 from prefbench.stats.differences import (

@@ -1,6 +1,6 @@
 """Intervals for one system: the bootstrap machinery every statistic here shares (BCa with a
-percentile fallback, degenerate intervals for constant data), the mean of per-prompt values, and the
-two-level bootstrap over seeds and prompts."""
+percentile fallback; for constant data an exact bound when the values' range is known, else a
+degenerate interval), the mean of per-prompt values, and the two-level bootstrap over seeds and prompts."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import scipy.stats
 from numpy.typing import ArrayLike
 
 Method = Literal["BCa", "percentile"]
+ValueRange = tuple[float, float]   # the least and greatest value one prompt can give, e.g. (0, 1) for outcomes
 
 # Resamples per vectorised batch are chosen so one batch holds about this many floats (~32 MB):
 # fast (10,000 x 500 prompts in well under a second) without a 10,000 x n matrix on a small machine.
@@ -30,7 +31,7 @@ class Interval:
     estimate: float
     low: float
     high: float
-    method: str  # "BCa", "percentile" or "degenerate"
+    method: str  # "BCa", "percentile", "Clopper-Pearson" or "degenerate" (see constant_interval)
 
     def to_json(self) -> dict:
         return {"estimate": self.estimate, "low": self.low, "high": self.high, "method": self.method}
@@ -75,18 +76,55 @@ def check_resampling(confidence: float, n_resamples: int) -> None:
 # ----------------------------------------------------------------------------- shared machinery
 
 
-def _is_constant(values: np.ndarray, reference: float) -> bool:
+def is_constant(values: np.ndarray, reference: float) -> bool:
     return bool(np.ptp(values) <= 1e-12 * max(1.0, abs(reference)))
 
 
+def constant_interval(value: float, n: int, value_range: ValueRange | None, confidence: float) -> Interval:
+    """The interval of a mean when every one of ``n`` prompts gave ``value``: a bootstrap has nothing to
+    resample then, yet n prompts cannot pin the mean down.
+
+    Without a ``value_range`` nothing bounds what unseen prompts could give, so the interval is
+    ``"degenerate"``: zero width, and the method says so (rather than NaN). With one, ``[lo, hi]``, seeing
+    no prompt of n differ from ``value`` bounds the share of prompts that do by
+    ``pi = 1 - (alpha/2)^(1/n)``, the exact (Clopper–Pearson) upper limit for 0 events in n trials, and a
+    differing prompt moves the mean at most to an end of the range::
+
+        [value - pi * (value - lo),  value + pi * (hi - value)]
+
+    Were the mean outside, more than ``pi`` of prompts would differ, and n equal prompts would have had
+    probability below alpha/2. For outcomes in [0, 1] at all wins or all losses this is Clopper–Pearson's
+    interval of n of n or 0 of n (40 of 40: [0.025^(1/40), 1] = [0.912, 1]); all ties get 0.5 ± pi/2
+    (4 ties: [0.199, 0.801], 40 ties: [0.456, 0.544]).
+
+    Not Wilson's score interval: at n of n its lower limit n / (n + z²) claims more than the exact
+    binomial test allows (4 of 4: 0.51, "better than the baseline" from four prompts whose exact two-sided
+    p-value is 0.125). Not Clopper–Pearson on wins + ties/2 successes either: that treats every tie as a
+    coin flip between a win and a loss, the widest spread a mean of 0.5 can have, although no prompt
+    differed (40 ties: [0.34, 0.66]).
+    """
+    if value_range is None:
+        return Interval(value, value, value, "degenerate")
+    lo, hi = value_range
+    tolerance = 1e-12 * max(1.0, abs(value))   # a mean over seeds can miss an end of the range by a rounding error
+    if not lo - tolerance <= value <= hi + tolerance:
+        raise StatsError(f"every value is {value}, outside the stated range [{lo}, {hi}]")
+    value = float(min(max(value, lo), hi))
+    pi = 1 - ((1 - confidence) / 2) ** (1 / n)
+    return Interval(value, value - pi * (value - lo), value + pi * (hi - value), "Clopper-Pearson")
+
+
 def bootstrap_interval(data: tuple[np.ndarray, ...], statistic: Callable, estimate: float, *, paired: bool,
-               method: Method, confidence: float, n_resamples: int, seed: int) -> Interval:
+               method: Method, confidence: float, n_resamples: int, seed: int,
+               value_range: ValueRange | None = None) -> Interval:
     """``scipy.stats.bootstrap`` with a vectorised ``statistic(*samples, axis)``; BCa falls back to
-    percentile (reusing the same resamples) when it returns NaN, and a constant bootstrap
-    distribution is reported as ``"degenerate"`` rather than as a zero-width BCa/NaN interval."""
+    percentile (reusing the same resamples) when it returns NaN. Constant data get
+    :func:`constant_interval` (``value_range``: the range of one sample's values, for a mean of them), and a
+    constant bootstrap distribution of varying data is reported as ``"degenerate"`` rather than as a
+    zero-width BCa/NaN interval."""
     check_resampling(confidence, n_resamples)
-    if all(_is_constant(d, estimate) for d in data):
-        return Interval(estimate, estimate, estimate, "degenerate")
+    if all(is_constant(d, estimate) for d in data):
+        return constant_interval(estimate, len(data[0]), value_range, confidence)
     if min(len(d) for d in data) < 2:
         raise StatsError("the bootstrap needs at least 2 prompts in every non-constant sample")
     batch = max(1, _BATCH_ELEMENTS // max(len(d) for d in data))
@@ -96,7 +134,7 @@ def bootstrap_interval(data: tuple[np.ndarray, ...], statistic: Callable, estima
         warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
         res = scipy.stats.bootstrap(data, statistic, n_resamples=n_resamples, method=method,
                                     rng=np.random.default_rng(seed), **common)
-        if _is_constant(res.bootstrap_distribution, estimate):
+        if is_constant(res.bootstrap_distribution, estimate):
             return Interval(estimate, estimate, estimate, "degenerate")
         low, high = res.confidence_interval
         if not (np.isfinite(low) and np.isfinite(high)):
@@ -107,7 +145,7 @@ def bootstrap_interval(data: tuple[np.ndarray, ...], statistic: Callable, estima
 
 
 def percentile_interval(distribution: np.ndarray, estimate: float, confidence: float) -> Interval:
-    if _is_constant(distribution, estimate):
+    if is_constant(distribution, estimate):
         return Interval(estimate, estimate, estimate, "degenerate")
     alpha = 1 - confidence
     low, high = np.quantile(distribution, [alpha / 2, 1 - alpha / 2])
@@ -138,13 +176,15 @@ def mean_statistic(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 
 def mean_ci(x: ArrayLike, *, confidence: float = 0.95, n_resamples: int = 10_000, seed: int = 0,
-            method: Method = "BCa") -> Interval:
+            method: Method = "BCa", value_range: ValueRange | None = None) -> Interval:
     """Mean of per-prompt values (e.g. win scores, so the mean is the win rate) with a bootstrap
     interval over prompts: BCa by default (second-order accurate for a mean), percentile when
-    BCa is not computable or ``method="percentile"``; constant data gives a degenerate interval."""
+    BCa is not computable or ``method="percentile"``. Constant data give :func:`constant_interval`: an
+    exact bound when ``value_range`` says what one prompt can give (``(0, 1)`` for outcomes), else a
+    degenerate one."""
     arr = as_array(x, "x", 1)
     return bootstrap_interval((arr,), mean_statistic, float(arr.mean()), paired=False, method=method,
-                      confidence=confidence, n_resamples=n_resamples, seed=seed)
+                      confidence=confidence, n_resamples=n_resamples, seed=seed, value_range=value_range)
 
 
 # ----------------------------------------------------------------------------- several seeds
@@ -173,7 +213,7 @@ def hierarchical_distribution(samples: Sequence[np.ndarray], signs: Sequence[flo
 
 
 def hierarchical_mean_ci(x: ArrayLike, *, confidence: float = 0.95, n_resamples: int = 10_000,
-                         seed: int = 0) -> Interval:
+                         seed: int = 0, value_range: ValueRange | None = None) -> Interval:
     """Mean over seeds and prompts of a [n_seeds, n_prompts] array (a 1-D array is one seed),
     with a two-level bootstrap: resample seeds with replacement, then prompts with replacement.
 
@@ -183,8 +223,14 @@ def hierarchical_mean_ci(x: ArrayLike, *, confidence: float = 0.95, n_resamples:
     jackknife has no natural two-level form. With one seed this is the plain prompt bootstrap
     and agrees with ``mean_ci(..., method="percentile")`` up to Monte-Carlo error. With only
     2-3 seeds the seed level is resampled from very few values, so treat the width as a rough guide.
+
+    Constant data give :func:`constant_interval` over the prompts: a prompt's seeds are not independent
+    trials, so n is the number of prompts, and no bound can see the spread of seeds that all agreed.
     """
     check_resampling(confidence, n_resamples)
     arr = seeds_by_prompts(x, "x")
+    estimate = float(arr.mean())
+    if is_constant(arr, estimate):
+        return constant_interval(estimate, arr.shape[1], value_range, confidence)
     distribution = hierarchical_distribution([arr], [1.0], n_resamples, seed)
-    return percentile_interval(distribution, float(arr.mean()), confidence)
+    return percentile_interval(distribution, estimate, confidence)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -37,8 +40,8 @@ class RunInUseError(ConfigError):
 def run_lock(run_dir: Path) -> Iterator[None]:
     """Hold ``run_dir/.prefbench.lock`` (an advisory ``flock``, released by the system when its process ends, so a
     killed run never leaves a stale lock) while a run writes the folder; a second ``prefbench run`` or ``eval`` on
-    the same folder stops at once instead of mixing its files with the first's. Where ``fcntl`` does not exist
-    (Windows) runs are not locked."""
+    the same folder stops at once instead of mixing its files with the first's, naming the holder (pid, host,
+    start time, command). Where ``fcntl`` does not exist (Windows) runs are not locked."""
     try:
         import fcntl
     except ImportError:
@@ -57,7 +60,8 @@ def run_lock(run_dir: Path) -> Iterator[None]:
                                 "--output-dir") from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"process {os.getpid()}\n")
+        started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} (since {started}: {' '.join([Path(sys.argv[0]).name, *sys.argv[1:2]])})\n")
         handle.flush()
         try:
             yield
