@@ -3,7 +3,7 @@
 from prefbench.registry import ObjectiveOutput, PairLogProbs, Param, register_objective
 
 
-@register_objective("ipo", family="regression", span="response", needs_reference=True,
+@register_objective("ipo", family="loss-shape", span="response", needs_reference=True,
                     params={"tau": Param(0.1, gt=0, doc="regularisation τ; the target margin is 1/(2τ)")},
                     paper="Azar et al. 2023, arXiv 2310.12036")
 def ipo(stats: PairLogProbs, *, tau: float) -> ObjectiveOutput:

@@ -122,10 +122,75 @@ def reference_loss(name, cw, rl, ct, rt, refw, refl, crl, crt, p):
         return softplus(p["beta"] * (dw - dl)) - p["alpha"] * cw / ct
     if name == "sft_jpo":
         return softplus(p["beta"] * (dw - dl)) - p["alpha"] * crl / crt
+    # TRL 1.16 DPOTrainer loss types (issue #16); aot/aot_unpaired sort across the batch: see
+    # tests/test_objectives_trl_family.py for their batch reference
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    b = p.get("beta")
+    if name == "hinge":
+        return max(0.0, 1 - b * (dw - dl))
+    if name == "exo_pair":
+        e, x = p["label_smoothing"], b * (dw - dl)
+        return sig(x) * (-softplus(x) - math.log(1 - e)) + sig(-x) * (-softplus(-x) - math.log(e))
+    if name == "nca_pair":
+        return softplus(b * dw) + 0.5 * softplus(-b * dw) + 0.5 * softplus(-b * dl)
+    if name == "robust_dpo":
+        e, x = p["label_smoothing"], b * (dw - dl)
+        return ((1 - e) * softplus(x) - e * softplus(-x)) / (1 - 2 * e)
+    if name == "bco_pair":
+        return softplus(b * dw - p["delta"]) + softplus(-(b * dl - p["delta"]))
+    if name == "sppo_hard":
+        return (dw - 1 / (2 * b)) ** 2 + (dl + 1 / (2 * b)) ** 2
+    if name == "apo_zero":
+        return 1 - sig(b * dw) + sig(b * dl)
+    if name == "apo_down":
+        return sig(b * dw) + 1 - sig(b * (dw - dl))
+    if name == "discopop":
+        x = b * (dw - dl)
+        w = sig(x / p["tau"])
+        return (1 - w) * softplus(x) + (w * math.exp(-x) if w else 0.0)
+    if name == "dpo_norm":
+        return softplus(b * (dw / ct - dl / rt))
+    # objectives from the literature (issue #16); beta_dpo, alpha_dpo and wpo: tests/test_objectives_papers.py
+    if name == "rdpo":
+        return softplus(b * (dw - dl) + p["alpha"] * (ct - rt))
+    if name == "dpop":
+        return softplus(b * (dw - dl - p["lam"] * max(0.0, -dw)))
+    if name == "cal_dpo":
+        t = 1 / (2 * b)
+        return softplus(dw - dl) + 0.5 * ((dw - t) ** 2 + (dl + t) ** 2)
+    if name in ("fdpo_js", "fdpo_fkl", "fdpo_alpha", "chipo"):
+        f = {"fdpo_js": lambda u: math.log(2 * u / (1 + u)), "fdpo_fkl": lambda u: -1 / u,
+             "fdpo_alpha": lambda u: (1 - u ** -p["alpha"]) / p["alpha"],
+             "chipo": lambda u: u + math.log(u)}[name]
+        x = b * (f(math.exp(dw)) - f(math.exp(dl)))
+        return softplus(max(-2 * p["r_max"], min(2 * p["r_max"], x)) if name == "chipo" else x)
+    if name == "alphapo":
+        r = lambda m: (1 - math.exp(m) ** -p["alpha"]) / p["alpha"]  # noqa: E731
+        return softplus(b * (r(cw / ct) - r(rl / rt)) - p["gamma"])
+    if name == "focalpo":
+        q = sig(b * (dw - dl))
+        return -(q ** p["gamma"]) * math.log(q)
+    if name == "simper":
+        return math.exp(rl / rt) - math.exp(cw / ct)
+    if name == "gpo_exponential":
+        return math.exp(-b * (dw - dl))
+    if name == "gpo_truncated_quadratic":
+        return max(0.0, 1 - b * (dw - dl)) ** 2
+    if name == "gpo_savage":
+        return sig(-b * (dw - dl)) ** 2
+    if name == "cpo":
+        return softplus(b * (cw - rl)) - p["alpha"] * cw / ct
     raise KeyError(name)
 
 
-BUILTINS = ["sft", "dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo"]
+PER_PAIR_TRL_FAMILY = ["hinge", "exo_pair", "nca_pair", "robust_dpo", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
+                       "discopop", "dpo_norm"]
+# not beta_dpo/alpha_dpo (β and the margin are batch statistics) nor wpo (detached policy weights: gradcheck would
+# differentiate them): tests/test_objectives_papers.py has their references and gradient checks
+PER_PAIR_PAPERS = ["rdpo", "dpop", "cal_dpo", "fdpo_js", "fdpo_fkl", "fdpo_alpha", "alphapo", "focalpo", "chipo",
+                   "simper", "gpo_exponential", "gpo_truncated_quadratic", "gpo_savage", "cpo"]
+BUILTINS = ["sft", "dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo", *PER_PAIR_TRL_FAMILY,
+            *PER_PAIR_PAPERS]
 
 
 def random_stats(n, seed, dtype=torch.float64):
@@ -177,7 +242,12 @@ def test_gradcheck(name):
     assert torch.autograd.gradcheck(f, inputs)
 
 
-@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo"])
+# not apo_down (at the reference its chosen-side gradients cancel; it is meant to lower the chosen
+# response) nor discopop (at τ < 0.102 its slope at the reference lowers the margin): see
+# tests/test_objectives_trl_family.py
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo", "hinge", "exo_pair",
+                                  "nca_pair", "robust_dpo", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
+                                  "dpo_norm", *PER_PAIR_PAPERS, "beta_dpo", "alpha_dpo", "wpo"])
 def test_gradient_pushes_chosen_up_and_rejected_down(name):
     # policy == reference: z̄ = 0 < 1/(2τ), so IPO too wants the margin to grow
     cw = torch.tensor([-20.0, -35.0], dtype=torch.float64, requires_grad=True)
@@ -192,7 +262,8 @@ def test_gradient_pushes_chosen_up_and_rejected_down(name):
 # ---------------------------------------------------------------- invariants (DESIGN.md §3)
 
 
-@pytest.mark.parametrize("name", ["dpo", "cdpo", "jpo"])
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "jpo", "robust_dpo", "aot", "aot_unpaired", "dpo_norm", "dpop",
+                                  "beta_dpo", "fdpo_js", "fdpo_fkl", "fdpo_alpha", "chipo"])
 def test_dpo_family_is_ln2_when_policy_equals_reference(name):
     s = random_stats(8, seed=1)
     same = PairLogProbs(s.chosen_logps, s.rejected_logps, s.chosen_tokens, s.rejected_tokens, s.chosen_logps, s.rejected_logps)
@@ -209,7 +280,12 @@ def test_dpo_antisymmetry():
     assert torch.allclose(diff, -0.1 * z, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "jpo"])
+# not aot: it sorts the policy's and the reference's margins separately, so per-pair shifts reorder them
+@pytest.mark.parametrize("name", ["dpo", "cdpo", "ipo", "jpo", "hinge", "exo_pair", "nca_pair", "robust_dpo",
+                                  "bco_pair", "sppo_hard", "aot_unpaired", "apo_zero", "apo_down", "discopop",
+                                  "dpo_norm", "rdpo", "dpop", "beta_dpo", "cal_dpo", "fdpo_js", "fdpo_fkl",
+                                  "fdpo_alpha", "focalpo", "chipo", "gpo_exponential", "gpo_truncated_quadratic",
+                                  "gpo_savage"])
 def test_constant_shift_of_policy_and_reference_changes_nothing(name):
     s = random_stats(16, seed=3)
     c = torch.linspace(-40, 40, 16, dtype=torch.float64)

@@ -268,3 +268,10 @@ def test_prefbench_eval_rejudges_a_gold_baseline_run_with_a_local_judge(tmp_path
     assert results["baseline"] == "gold" and results["judge"]["name"] == f"local:{tiny_model_dir}"
     assert results["reference"]["wins"] + results["reference"]["ties"] + results["reference"]["losses"] == 2
     assert "win rate vs gold" in capsys.readouterr().out
+    # nothing derived from the old results is left stale: report, plots and leaderboard are the new judge's
+    assert f"local:{tiny_model_dir}" in (tmp_path / "report.md").read_text()
+    assert f"local:{tiny_model_dir}" in (tmp_path / "report.html").read_text()
+    assert (tmp_path / "plots" / "win_rate.png").exists()
+    reference_row = next(r for r in (tmp_path / "leaderboard.csv").read_text().splitlines() if r.startswith("reference"))
+    rate = results["reference"]["win_rate"]
+    assert reference_row.split(",")[1:7] == ["0.5", f"{rate['low']:.4f}", f"{rate['high']:.4f}", "0", "2", "0"]

@@ -66,7 +66,7 @@ def test_duplicate_registration_is_refused():
 
 def test_every_objective_declares_a_known_family_and_an_unknown_one_is_refused():
     assert {o.name: o.family for o in list_objectives() if o.name in ("dpo", "cdpo", "ipo", "simpo", "jpo", "sft")} == \
-        {"dpo": "dpo", "cdpo": "robust", "ipo": "regression", "simpo": "reference-free", "jpo": "joint",
+        {"dpo": "dpo", "cdpo": "robust", "ipo": "loss-shape", "simpo": "reference-free", "jpo": "joint",
          "sft": "supervised"}
     assert all(o.family in registry.FAMILIES and o.family != "other" for o in list_objectives()
                if o.source == "built-in")

@@ -37,7 +37,7 @@ from prefbench.formats.records import PreferenceRecord, make_record
 from prefbench.tasks import get_task
 from prefbench.tasks.base import TaskPrompt
 from prefbench.util.cache import KEY_FILE, canonical_key, key_digest, stored_key
-from prefbench.util.files import atomic_dir, atomic_write_text, write_jsonl
+from prefbench.util.files import atomic_dir, atomic_write_text, read_json, write_jsonl
 from prefbench.util.runs import cache_root
 
 log = logging.getLogger("prefbench")
@@ -164,4 +164,4 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in DATA_FILES:
         shutil.copyfile(cached / name, out_dir / name)
-    return json.loads((out_dir / "summary.json").read_text())
+    return read_json(out_dir / "summary.json")

@@ -265,7 +265,9 @@ class _Loop:
         ``max_forward_tokens`` tokens; the global metric means and token count."""
         cfg, acc, rank = self.cfg, self.accelerator, self.accelerator.process_index
         idx = micro[rank * self.share:(rank + 1) * self.share]
-        chunks = self.pairs.forward_chunks(idx, cfg.max_forward_tokens, cfg.share_prefixes)
+        # a batch-level objective must see the micro-batch whole: its losses couple the pairs
+        limit = 0 if self.objective.batch_level else cfg.max_forward_tokens
+        chunks = self.pairs.forward_chunks(idx, limit, cfg.share_prefixes)
         sums = torch.zeros(len(METRIC_KEYS))
         for c, part in enumerate(chunks):
             # DDP averages gradients once per step, on the last forward's backward

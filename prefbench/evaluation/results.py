@@ -6,11 +6,9 @@ with Holm-adjusted p-values and a minimum detectable difference (:mod:`prefbench
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from prefbench.evaluation.systems import REFERENCE, System, kl_path
 from prefbench.stats import (
@@ -26,7 +24,8 @@ from prefbench.stats import (
     robustness_summary,
 )
 from prefbench.tasks.base import TaskPrompt
-from prefbench.util.files import read_jsonl
+from prefbench.util.files import read_json, read_jsonl
+from prefbench.util.settings import read_yaml
 
 CONFIDENCE = 0.95
 POWER = 0.8   # for the minimum detectable difference of each comparison
@@ -231,13 +230,14 @@ def _training(run_dir: Path, system: System) -> dict:
     entry: dict = {"seed": system.seed, "metrics": f"{system.name}/metrics.jsonl"}
     data = Path(run_dir) / system.name / "data.json"
     if data.exists():
-        entry.update(json.loads(data.read_text()))
+        entry.update(read_json(data))
     copied = Path(run_dir) / system.name / "copied_from.json"   # a sweep point's own run, not trained here
     if copied.exists():
-        entry.update(json.loads(copied.read_text()))
+        entry.update(read_json(copied))
     config = Path(run_dir) / system.name / "config.yaml"
     if config.exists():       # the learning rate it trained at (a sweep chooses one per objective)
-        entry["lr"] = yaml.safe_load(config.read_text()).get("lr")
+        settings = read_yaml(config)
+        entry["lr"] = settings.get("lr") if isinstance(settings, dict) else None
     metrics = Path(run_dir) / entry["metrics"]
     if metrics.exists():
         steps = read_jsonl(metrics)

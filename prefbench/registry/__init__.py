@@ -22,6 +22,6 @@ from prefbench.registry.terms import (
 )
 
 __all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "SPANS", "Objective", "ObjectiveError", "ObjectiveOutput", "PairLogProbs", "Param",
-           "Span", "get_objective", "list_objectives", "log_ratio_margin", "mean_nll", "parse_objective_list",
-           "register_objective", "sigmoid_preference_loss", "smoothed_logistic_loss", "capped_exp",
-           "link_preference_loss"]
+           "Span", "capped_exp", "get_objective", "link_preference_loss", "list_objectives", "log_ratio_margin",
+           "mean_nll", "parse_objective_list", "register_objective", "sigmoid_preference_loss",
+           "smoothed_logistic_loss"]

@@ -25,9 +25,16 @@ BUILTIN_PACKAGE = "prefbench.objectives"
 
 # How objectives group in `prefbench objectives` and in reports: by the form of the preference term.
 FAMILIES = {
-    "dpo": "a function of the chosen-minus-rejected policy-to-reference log-ratio margin (DPO and its variants)",
+    "dpo": "the logistic loss of the chosen-minus-rejected policy-to-reference log-ratio margin, re-weighted, "
+           "re-scaled or with a term added (DPO and its variants)",
     "robust": "DPO-style margins made robust to flipped or noisy preference labels",
-    "regression": "the log-ratio margin regressed onto a target (squared or other non-logistic losses)",
+    "loss-shape": "another convex function of the margin than the logistic (GPO's family: squared = IPO, hinge, "
+                  "exponential, savage)",
+    "divergence": "another divergence to the reference than the reverse KL (f-divergences, chi-squared, EXO's "
+                  "reverse direction)",
+    "anchored": "each response's own log-ratio pushed towards a target, not only their margin (NCA, BCO, APO, SPPO, "
+                "Cal-DPO)",
+    "distributional": "margins compared across the batch rather than pair by pair (AOT)",
     "reference-free": "no reference model: length-normalised log-likelihoods or odds ratios",
     "joint": "preferences over (instruction, response) pairs, the instructions possibly different (JPO/DOVE)",
     "supervised": "the likelihood of the chosen response alone",
@@ -84,6 +91,7 @@ class Objective:
     paper: str = ""
     source: str = "built-in"
     family: str = "other"
+    batch_level: bool = False   # a pair's loss depends on the other pairs of its micro-batch (AOT's sort, β-DPO's β)
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -129,9 +137,11 @@ def register_objective(
     aliases: tuple[str, ...] = (),
     paper: str = "",
     family: str = "other",
+    batch_level: bool = False,
 ) -> Callable[[LossFn], Objective]:
     """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``; ``family`` is one of
-    :data:`FAMILIES`."""
+    :data:`FAMILIES`. ``batch_level``: the losses are a function of the whole batch given (a sort, a batch
+    statistic), so the engine passes each micro-batch in one forward, whatever ``max_forward_tokens`` says."""
     if span not in SPANS:
         raise ObjectiveError(f"objective '{name}': span must be one of {SPANS}, got {span!r}")
     if family not in FAMILIES:
@@ -142,7 +152,7 @@ def register_objective(
         module = fn.__module__ or ""
         source = "built-in" if module.startswith("prefbench.") else module
         obj = Objective(name, fn, span, needs_reference, adds_nll, dict(params or {}), tuple(aliases), paper, source,
-                        family)
+                        family, batch_level)
         for key in (name, *aliases):
             owner = _REGISTRY.get(key) or _REGISTRY.get(_ALIASES.get(key, ""))
             if owner is not None and owner.fn is not fn:

@@ -39,6 +39,9 @@ def objectives_markdown() -> str:
             lines += [f"Aliases: {', '.join(f'`{a}`' for a in o.aliases)}.", ""]
         if o.paper:
             lines += [f"Paper: {o.paper}.", ""]
+        if o.batch_level:
+            lines += ["Batch-level: a pair's loss depends on the other pairs of its micro-batch, which the engine "
+                      "therefore passes in one forward (so results depend on the micro-batch size).", ""]
         if o.params:
             lines += ["| parameter | default | valid | meaning |", "|---|---|---|---|"]
             lines += [f"| `{k}` | {p.default:g} | {p.range_text()} | {p.doc} |" for k, p in o.params.items()]
