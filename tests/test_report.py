@@ -299,3 +299,16 @@ def test_same_input_gives_identical_files(rendered):
     md_path, html_path = render_report(run)
     assert md_path.read_text() == md and html_path.read_text() == html
     assert all((run / "plots" / f"{name}.png").read_bytes() == data for name, data in pngs.items())
+
+
+def test_objectives_of_several_families_are_grouped_by_family(tmp_path):
+    families = {"jpo": "joint", "ipo": "loss-shape", "dpo": "dpo"}
+    run = make_run(tmp_path / "families", [{**s, "family": families[s["name"]]} for s in THREE], COMPARISONS)
+    md = render_report(run)[0].read_text()
+    section = md.split("## By objective family\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    # families ordered by their best system: jpo 62.5% (better: low 51% > 50%), dpo 54.5%, ipo 40.0% (worse)
+    assert [r.split("|")[1].strip() for r in rows] == ["joint", "dpo", "loss-shape"]
+    assert rows[0].split("|")[4].strip() == "better" and rows[2].split("|")[4].strip() == "worse"
+    one = make_run(tmp_path / "one", [{**s, "family": "dpo"} for s in THREE], COMPARISONS)
+    assert "## By objective family" not in render_report(one)[0].read_text()

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from prefbench.evaluation.systems import REFERENCE, System, kl_path
+from prefbench.registry import get_objective
 from prefbench.stats import (
     StatsError,
     detectable_difference,
@@ -114,7 +115,8 @@ def compute_results(rows: list[dict], systems: list[System], prompts: list[TaskP
         outcomes[objective], scores[objective] = table.outcome[:, :, 0], table.score[:, :, 0]
         kl = prompt_kl(run_dir, members, parents)
         results["systems"].append({
-            "name": objective, "objective": objective, "params": meta["params"].get(objective, {}),
+            "name": objective, "objective": objective, "family": get_objective(objective).family,
+            "params": meta["params"].get(objective, {}),
             "seeds": [s.seed for s in members],
             **_win_rate(table),
             "mean_score": table.interval(table.score[:, :, 0]).to_json() if pointwise else None,

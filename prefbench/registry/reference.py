@@ -13,10 +13,10 @@ def _defaults(obj: Objective) -> str:
 
 
 def objectives_table() -> str:
-    rows = [("name", "family", "span", "reference", "+NLL", "defaults", "source")]
+    rows = [("name", "family", "span", "reference", "+NLL", "defaults", "source", "paper")]
     for obj in list_objectives():
         rows.append((obj.name, obj.family, obj.span, "yes" if obj.needs_reference else "no",
-                     "yes" if obj.adds_nll else "no", _defaults(obj), obj.source))
+                     "yes" if obj.adds_nll else "no", _defaults(obj), obj.source, obj.paper or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))

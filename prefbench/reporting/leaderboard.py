@@ -111,6 +111,23 @@ def leaderboard_text(results: dict) -> str:
     return "\n".join(lines)
 
 
+def families(results: dict) -> dict[str, list[dict]]:
+    """The systems of each objective family, ranked, families ordered by their best system; empty when the run
+    compares objectives of one family only (or its results predate families)."""
+    groups: dict[str, list[dict]] = {}
+    for s in ranked(results["systems"]):
+        groups.setdefault(s.get("family") or "", []).append(s)
+    return {} if len(groups) < 2 or "" in groups else groups
+
+
+def families_markdown(results: dict) -> str:
+    """One row per family: its systems from best to worst win rate, and its best one's win rate."""
+    rows = [[family, ", ".join(s["name"] for s in members), fmt_win_rate(members[0]["win_rate"]),
+             verdict(members[0]["win_rate"]) or "n.s."] for family, members in families(results).items()]
+    baseline = results.get("baseline", "reference")
+    return table(["family", "systems (best first)", f"best win rate vs {baseline} (CI)", "verdict"], rows, numeric_from=2)
+
+
 def leaderboard_markdown(results: dict) -> str:
     baseline = results.get("baseline", "reference")
     header = ["system", "hyperparameters", "seeds", f"win rate vs {baseline} (CI)", "verdict", "W/T/L", "LC win rate",

@@ -35,7 +35,7 @@ from prefbench.reporting.formatting import (
     table,
 )
 from prefbench.reporting.html import markdown_to_html
-from prefbench.reporting.leaderboard import leaderboard_csv, leaderboard_markdown
+from prefbench.reporting.leaderboard import families, families_markdown, leaderboard_csv, leaderboard_markdown
 from prefbench.reporting.load import load_results
 from prefbench.reporting.reading import plain_reading
 from prefbench.reporting.sweep import sweep_section
@@ -202,6 +202,7 @@ def report_markdown(results: dict, run_dir: Path) -> str:
     parts = [f"# {_title(results)}\n", _header(results),
              "## Reading\n", plain_reading(results) + "\n",
              "## Leaderboard\n", leaderboard_markdown(results),
+             *(["## By objective family\n", families_markdown(results)] if families(results) else []),
              "## Paired differences\n", fig["forest"], _comparisons(results),
              *(["## Head to head\n", _head_to_head(results)] if results.get("head_to_head") else []),
              f"## Win rate vs {results.get('baseline', 'reference')}\n", fig["win_rate"],
