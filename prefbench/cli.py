@@ -200,6 +200,39 @@ def cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_conformance(args: argparse.Namespace) -> int:
+    from prefbench.conformance import ConformanceError, check_conformance, parse_params
+
+    objective = args.objective
+    if objective is None:
+        if not args.impl.startswith("trl:"):
+            raise ConformanceError("give --objective NAME: the objective whose golden cases the implementation "
+                                   "must meet")
+        objective = args.impl.removeprefix("trl:")   # TRL's loss type names the objective (sigmoid -> dpo)
+    report = check_conformance(objective, args.impl, adapter=args.adapter, params=parse_params(args.params))
+    print(report.table())
+    return report.exit_code
+
+
+def _add_conformance_command(sub) -> None:
+    from prefbench.conformance import ADAPTERS
+
+    p = sub.add_parser("conformance", help="check another library's loss implementation against prefbench's golden "
+                                           "cases for an objective (exit 0: all pass, 1: a case fails)")
+    p.add_argument("--objective", help="the objective the implementation computes (default for trl:LOSS_TYPE: "
+                                       "prefbench's objective of that name)")
+    p.add_argument("--impl", required=True, metavar="MODULE:FUNCTION", help="the function to check, e.g. "
+                   "my_lib.losses:dpo_loss (imported from the current folder or the installed packages), or "
+                   "trl:LOSS_TYPE for TRL 1.16's DPOTrainer loss")
+    p.add_argument("--params", nargs="+", default=[], metavar="NAME=VALUE",
+                   help="run only the cases at these parameter values (prefbench's names, e.g. beta=0.1)")
+    p.add_argument("--adapter", choices=ADAPTERS, help="how the function is called: keywords (default) = "
+                   "fn(policy_chosen_logps=..., ..., beta=...) returning per-pair losses [B]; positional = "
+                   "fn(policy_chosen_logps, policy_rejected_logps, reference_chosen_logps, reference_rejected_logps) "
+                   "with its parameters fixed inside; trl = a TRL DPOTrainer loss type (implied by trl:)")
+    p.set_defaults(func=cmd_conformance)
+
+
 def _add_training_commands(sub) -> None:
     p = sub.add_parser("objectives", help="list registered objectives with their span, reference use and defaults")
     p.add_argument("-v", "--verbose", action="store_true", help="also print each objective's formula and notes")
@@ -348,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_report_commands(sub)
     _add_cache_command(sub)
+    _add_conformance_command(sub)
     return parser
 
 

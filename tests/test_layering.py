@@ -7,13 +7,14 @@ from pathlib import Path
 ROOT = Path(__file__).parents[1]
 
 # Lowest first. ``objectives`` are the built-in objective files (installed as prefbench.objectives).
-LAYERS = ("util", "stats", "registry", "objectives", "formats", "engine", "tasks", "judges", "benchmark", "data",
-          "evaluation", "reporting", "pipeline", "cli")
+LAYERS = ("util", "stats", "registry", "objectives", "conformance", "formats", "engine", "tasks", "judges", "benchmark",
+          "data", "evaluation", "reporting", "pipeline", "cli")
 # Statistics, data formats and reporting are plain Python and numpy: no model library at all.
 MODEL_LIBRARIES = {"torch", "transformers", "peft", "bitsandbytes", "accelerate"}
 NO_MODELS = {"util", "stats", "formats", "reporting"}
 # Reporting reads results.json; it never trains, samples or judges.
-NOT_FOR_REPORTING = {"registry", "objectives", "engine", "tasks", "judges", "benchmark", "data", "pipeline"}
+NOT_FOR_REPORTING = {"registry", "objectives", "conformance", "engine", "tasks", "judges", "benchmark", "data",
+                     "pipeline"}
 
 
 def layer_of(path: Path, root: Path) -> str:
