@@ -35,6 +35,7 @@ def _jsonl(*rows) -> str:
 
 PAIR = {"prompt_chosen": "Name a fruit", "response_chosen": "apple", "prompt_rejected": "Name a fruit",
         "response_rejected": "ocean"}
+UNPAIRED = {"prompt": "Name a fruit", "completion": "apple", "label": True}
 SFT_ROW = {"instruction": "Name a fruit", "response": "apple"}
 INTERVAL = {"estimate": 0.6, "low": 0.5, "high": 0.7}
 RESULTS = {"schema": SCHEMA, "systems": [{"name": "dpo", "win_rate": INTERVAL, "seeds": [0], "mean_length": 9.0}],
@@ -96,6 +97,16 @@ CASES = [
                "row 1", "field 'response_chosen'", "expected a string, got int"),
     pairs_case("pairs-empty-text", "pairs.jsonl", _jsonl(PAIR, {**PAIR, "prompt_chosen": "  "}),
                "row 2", "field 'prompt_chosen'", "is empty"),
+    # --- unpaired files (TRL's prompt/completion/label format) for KTO ----------------------------------------------
+    Case("unpaired-label-not-bool", train("kto.jsonl", "--objective", "kto"),
+         ("kto.jsonl", "row 2", "field 'label'", "expected true (desirable) or false (undesirable), got 'yes'"),
+         {"kto.jsonl": _jsonl(UNPAIRED, {**UNPAIRED, "label": "yes"})}),
+    Case("unpaired-missing-completion", train("kto.jsonl", "--objective", "kto"),
+         ("kto.jsonl", "row 1", "field 'completion'", "is missing"),
+         {"kto.jsonl": _jsonl({"prompt": "Name a fruit", "label": True})}),
+    Case("unpaired-completion-not-assistant", train("kto.jsonl", "--objective", "kto"),
+         ("kto.jsonl", "row 1", "field 'completion'", "last message must have role 'assistant'"),
+         {"kto.jsonl": _jsonl({**UNPAIRED, "completion": [{"role": "user", "content": "apple"}]})}),
     pairs_case("pairs-unknown-format", "pairs.jsonl", _jsonl({"question": "q", "answer": "a"}),
                "row 1", "unrecognised format", "found keys ['answer', 'question']"),
     pairs_case("pairs-trl-last-turn-not-assistant", "pairs.jsonl",

@@ -28,7 +28,7 @@ from prefbench.conformance.golden import build_golden, comparable
 
 pytest_plugins = ["pytester"]
 GOLDEN = load_golden()
-BUILTINS = sorted(o.name for o in list_objectives() if o.source == "built-in")
+BUILTINS = sorted(o.name for o in list_objectives() if o.source == "built-in" and o.data == "paired")
 GUIDE = Path(__file__).parents[1] / "docs" / "guide.md"
 
 

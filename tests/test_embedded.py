@@ -84,3 +84,23 @@ def test_tldr_smoke_runs_offline_with_a_local_judge_on_release_files(tmp_path):
     assert (summary["conditional_pairs"], summary["joint_pairs"]) == (2, 1)
     assert set(json.loads((out / "timings.json").read_text())) >= {"sft", "data", "train", "generate", "judge"}
     assert "## Win rate vs gold" in (out / "report.md").read_text()
+
+
+def test_one_objective_of_each_family_runs_to_a_report_grouped_by_family(tmp_path):
+    """The smoke preset with one objective of every family: each trains through the engine (QLoRA on the
+    embedded model), is judged, and the report groups them by family."""
+    from prefbench.pipeline.config import RunConfig
+    from prefbench.pipeline.run import run
+    from prefbench.registry import FAMILIES, get_objective
+
+    chosen = ["dpo", "cdpo", "ipo", "fdpo_js", "apo_zero", "aot", "simpo", "jpo", "kto", "sft"]
+    assert sorted(get_objective(o).family for o in chosen) == sorted(f for f in FAMILIES if f != "other")
+    out = tmp_path / "run"
+    results = run(RunConfig(objectives=chosen, preset="smoke", seeds=[0], output_dir=str(out)))
+    assert {s["name"]: s["family"] for s in results["systems"]} == {o: get_objective(o).family for o in chosen}
+    for s in results["systems"]:
+        assert s["wins"] + s["ties"] + s["losses"] == results["n_prompts"]
+        assert s["training"][0]["steps"] > 0
+    section = (out / "report.md").read_text().split("## By objective family\n")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][2:]
+    assert sorted(r.split("|")[1].strip() for r in rows) == sorted(get_objective(o).family for o in chosen)

@@ -1,12 +1,13 @@
 """Objective regression tests: hand-derived values, an independent float64 reference, gradients,
 the invariants of DESIGN.md §3, and a contract every registered objective must meet."""
 
+import dataclasses
 import math
 
 import pytest
 import torch
 
-from prefbench import ObjectiveError, PairLogProbs, get_objective, list_objectives
+from prefbench import ObjectiveError, PairLogProbs, UnpairedLogProbs, get_objective, list_objectives
 
 LN2 = math.log(2.0)
 
@@ -193,6 +194,19 @@ BUILTINS = ["sft", "dpo", "cdpo", "ipo", "simpo", "orpo", "rpo", "jpo", "sft_jpo
             *PER_PAIR_PAPERS]
 
 
+def random_unpaired(n, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, 60, (n,), generator=g)
+    per_token = lambda: -(0.05 + 2.95 * torch.rand(n, generator=g, dtype=torch.float64))
+    logps = per_token() * tokens
+    ref = logps + torch.randn(n, generator=g, dtype=torch.float64)
+    kl = per_token() * tokens
+    ref_kl = kl - 0.5 + torch.randn(n, generator=g, dtype=torch.float64)
+    desirable = torch.arange(n) % 2 == 0
+    cast = lambda x: x.to(dtype)
+    return UnpairedLogProbs(cast(logps), tokens, desirable, cast(ref), cast(kl), cast(ref_kl), tokens)
+
+
 def random_stats(n, seed, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     ct = torch.randint(1, 60, (n,), generator=g)
@@ -317,7 +331,7 @@ def test_ipo_minimised_at_target_margin():
 # ---------------------------------------------------------------- contract for every registered objective
 
 
-@pytest.mark.parametrize("obj", list_objectives(), ids=lambda o: o.name)
+@pytest.mark.parametrize("obj", [o for o in list_objectives() if o.data == "paired"], ids=lambda o: o.name)
 def test_contract(obj):
     s = random_stats(5, seed=5, dtype=torch.float32)
     leaf = s.chosen_logps.clone().requires_grad_(True)
@@ -342,6 +356,38 @@ def test_contract(obj):
             obj(without_ref)
     else:
         assert torch.isfinite(obj(without_ref).losses).all()
+
+
+@pytest.mark.parametrize("obj", [o for o in list_objectives() if o.data == "unpaired"], ids=lambda o: o.name)
+def test_contract_unpaired(obj):
+    s = random_unpaired(6, seed=6, dtype=torch.float32)
+    leaf = s.logps.clone().requires_grad_(True)
+    s = dataclasses.replace(s, logps=leaf)
+    out = obj(s)
+    assert out.losses.shape == out.chosen_rewards.shape == out.rejected_rewards.shape == (6,)
+    assert torch.isfinite(out.losses).all()
+    assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    out.losses.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    assert obj.span in ("response", "joint") and obj.family == "unpaired"
+    assert set(obj.defaults) == set(obj.params)
+    assert obj.summary, "docstring must state the formula on its first line"
+    with pytest.raises(ObjectiveError, match="takes UnpairedLogProbs"):
+        obj(random_stats(3, seed=3))
+    if obj.needs_reference:
+        with pytest.raises(ObjectiveError, match="needs reference"):
+            obj(UnpairedLogProbs(s.logps.detach(), s.tokens, s.desirable))
+
+
+def test_paired_objective_refuses_unpaired_stats():
+    with pytest.raises(ObjectiveError, match="takes PairLogProbs"):
+        get_objective("dpo")(random_unpaired(3, seed=1))
+
+
+def test_data_must_be_known():
+    from prefbench.registry import register_objective
+    with pytest.raises(ObjectiveError, match="data must be one of"):
+        register_objective("x_bad_data", span="response", needs_reference=False, data="triples")
 
 
 def test_builtins_are_registered():

@@ -77,8 +77,9 @@ def test_every_objective_declares_a_known_family_and_an_unknown_one_is_refused()
 def test_cli_lists_objectives_with_metadata(capsys):
     assert main(["objectives"]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[2:]}
-    assert rows["jpo"][1:5] == ["joint", "joint", "yes", "no"]
-    assert rows["simpo"][1:4] == ["reference-free", "response", "no"]
+    assert rows["jpo"][1:6] == ["joint", "paired", "joint", "yes", "no"]
+    assert rows["simpo"][1:5] == ["reference-free", "paired", "response", "no"]
+    assert rows["kto"][1:5] == ["unpaired", "unpaired", "response", "yes"]
     assert "beta=2," in rows["simpo"] and "gamma=1" in rows["simpo"]
 
 

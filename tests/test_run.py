@@ -165,3 +165,15 @@ def test_the_lock_names_another_process_holding_it_and_frees_when_it_is_killed(t
         holder.wait()
     with run_lock(out):              # a killed holder leaves no stale lock: the system released it
         assert f"process {os.getpid()} " in (out / ".prefbench.lock").read_text()
+
+
+def test_run_trains_an_unpaired_objective_on_its_arm_split_into_examples(tiny_model_dir, spec_file, tmp_path):
+    """``--objectives dpo,kto``: KTO (response span) takes the conditional arm, each pair split into a desirable and
+    an undesirable example, and is generated, judged and reported like any other system."""
+    out = tmp_path / "run"
+    results = run(config(tiny_model_dir, spec_file, out, objectives=["dpo", "kto"]))
+    assert sorted(s["name"] for s in results["systems"]) == ["dpo", "kto"]
+    dpo, kto = (json.loads((out / name / "seed0" / "data.json").read_text()) for name in ("dpo", "kto"))
+    assert kto["pair_kinds"] == dpo["pair_kinds"] == "conditional"
+    assert kto["examples"] == 2 * dpo["pairs"] and kto["desirable"] == kto["undesirable"] == dpo["pairs"]
+    assert (out / "report.md").exists()

@@ -29,7 +29,7 @@ def metrics(out):
     return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
 
-@pytest.mark.parametrize("objective", ["dpo", "ipo", "simpo", "jpo", "sft_jpo"])
+@pytest.mark.parametrize("objective", ["dpo", "ipo", "simpo", "jpo", "sft_jpo", "kto"])
 def test_each_objective_trains_and_saves_a_loadable_adapter(tiny_model_dir, prefs, tmp_path, objective):
     out = train(cfg(tiny_model_dir, prefs, tmp_path / objective, objective=objective, max_steps=8))
     rows = metrics(out)
@@ -41,19 +41,24 @@ def test_each_objective_trains_and_saves_a_loadable_adapter(tiny_model_dir, pref
 
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out / "adapter").eval()
     assert any("lora_B" in k and v.abs().sum() > 0 for k, v in reloaded.state_dict().items())
-    assert_reload_reproduces_policy(reloaded, out, prefs)
+    assert_reload_reproduces_policy(reloaded, out, prefs, objective)
 
 
-def assert_reload_reproduces_policy(reloaded, out, prefs):
-    """The reloaded adapter gives the log-probs the trained policy gave (fingerprint.json)."""
-    from prefbench.engine.encoding import encode_pairs
+def assert_reload_reproduces_policy(reloaded, out, prefs, objective="dpo"):
+    """The reloaded adapter gives the log-probs the trained policy gave (fingerprint.json) on the sequences it
+    trained on (an unpaired objective's: the pairs split into examples, each with its mismatched sequence)."""
+    from prefbench.engine.encoding import encode_examples, encode_pairs
+    from prefbench.formats.unpaired import load_examples
     from prefbench.engine.logprobs import model_sequence_logprobs
     from prefbench.engine.models import load_tokenizer
     from prefbench.formats.preferences import load_preferences
 
     fp = json.loads((out / "adapter" / "fingerprint.json").read_text())
     tokenizer = load_tokenizer(str(reloaded.base_model.model.name_or_path))
-    pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
+    if get_objective(objective).data == "unpaired":
+        pairs = encode_examples(load_examples(prefs), tokenizer, 512)
+    else:
+        pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
     compute = getattr(torch, fp["compute_dtype"].removeprefix("torch."))   # as trained: autocast below float32
     with torch.no_grad(), torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
         got = model_sequence_logprobs(reloaded, **pairs.batch(fp["pairs"], tokenizer.pad_token_id))
@@ -96,8 +101,9 @@ def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
     assert forwards_of_layer0_in_one_step() == 2   # once forward, once recomputed for the backward
 
 
-def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch):
-    full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full")))
+@pytest.mark.parametrize("objective", ["dpo", "kto"])
+def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch, objective):
+    full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full", objective=objective)))
     import prefbench.engine.trainer as engine
 
     calls = {"n": 0}
@@ -111,11 +117,11 @@ def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path
 
     monkeypatch.setattr(torch.optim.AdamW, "step", dying_step)
     with pytest.raises(KeyboardInterrupt):
-        engine.train(cfg(tiny_model_dir, prefs, tmp_path / "killed"))
+        engine.train(cfg(tiny_model_dir, prefs, tmp_path / "killed", objective=objective))
     monkeypatch.setattr(torch.optim.AdamW, "step", real_step)
     assert (tmp_path / "killed" / "checkpoint" / "trainer_state.json").exists()
     assert len(metrics(tmp_path / "killed")) == 4
-    resumed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "killed")))
+    resumed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "killed", objective=objective)))
     assert resumed == full
 
 
@@ -159,7 +165,7 @@ def test_forwards_of_fewer_tokens_give_the_same_training(tiny_model_dir, prefs, 
             assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
 
 
-@pytest.mark.parametrize("objective, forwards", [("dpo", 4), ("aot", 1), ("beta_dpo", 1)])
+@pytest.mark.parametrize("objective, forwards", [("dpo", 4), ("aot", 1), ("beta_dpo", 1), ("kto", 1)])
 def test_a_batch_level_objective_sees_each_micro_batch_whole(tiny_model_dir, prefs, tmp_path, monkeypatch, objective,
                                                             forwards):
     """AOT sorts, β-DPO averages over the pairs it is given: split into forwards, its losses would change."""
@@ -299,3 +305,11 @@ def test_every_objective_takes_an_optimizer_step(tiny_model_dir, prefs, tmp_path
         zeros, ones = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.long)
         at_reference = get_objective(objective)(PairLogProbs(zeros, zeros, ones, ones, zeros, zeros)).losses.mean()
         assert row["loss"] == pytest.approx(at_reference.item(), rel=1e-4)
+    if get_objective(objective).data == "unpaired":
+        # the pairs split into examples (chosen desirable, rejected undesirable); at the reference KTO's loss is
+        # λ(1 − σ(0)) = 1/2 per example, the mismatched sequences' KL being 0 too
+        summary = json.loads((out / "data.json").read_text())
+        n_pairs = sum(1 for line in prefs.read_text().splitlines() if line.strip())
+        assert summary["examples"] == 2 * n_pairs and summary["desirable"] == summary["undesirable"] == n_pairs
+        if objective == "kto":
+            assert row["loss"] == pytest.approx(0.5, rel=1e-4)

@@ -1,4 +1,5 @@
-"""Training sequences as token ids: every pair's chosen and rejected side, or SFT examples alone."""
+"""Training sequences as token ids: every pair's chosen and rejected side, or SFT examples alone, or
+labelled unpaired examples each with its mismatched sequence as the second side."""
 
 from __future__ import annotations
 
@@ -27,6 +28,9 @@ class EncodedPairs:
     rejected: list[tuple[list[int], list[int]]]
     truncated: int                                   # sequences cut to max_length
     kinds: list[str] = field(default_factory=list)   # each pair's kind (conditional | joint); empty for SFT data
+    # unpaired data: each example's desirable label; ``chosen`` holds the examples, ``rejected`` their mismatched
+    # sequences (the example's prompt, the next example's response), so every pair path serves it unchanged
+    labels: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.chosen)
@@ -80,6 +84,9 @@ class EncodedPairs:
     def summary(self) -> dict:
         """What the data holds, for the run's record: pairs (or SFT examples) by kind, sequences cut to
         max_length, and tokens over both sides."""
+        if self.labels is not None:
+            return {"examples": len(self), "desirable": sum(self.labels), "undesirable": len(self) - sum(self.labels),
+                    "truncated_to_max_length": self.truncated, "tokens": self.tokens(list(range(len(self))))}
         kinds = {k: self.kinds.count(k) for k in ("conditional", "joint")} if self.paired else {}
         return {"pairs" if self.paired else "examples": len(self), **kinds, "truncated_to_max_length": self.truncated,
                 "tokens": self.tokens(list(range(len(self))))}
@@ -115,6 +122,18 @@ def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) ->
             [(r.prompt_rejected, r.response_rejected, r.rejected_finished) for r in records]
     encoded, truncated = _encode_sequences(items, tokenizer, max_length)
     return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated, [r.kind for r in records])
+
+
+def encode_examples(examples: list, tokenizer, max_length: int) -> EncodedPairs:
+    """Labelled unpaired examples (``.prompt``, ``.completion``, ``.desirable``, ``.finished``), each with a
+    mismatched sequence for KTO's KL reference point: its prompt with the next example's response. TRL cycles
+    completions by one within each batch; here they are cycled once over the whole data, so the reference
+    log-probs of the mismatched sequences are cached with the rest."""
+    n = len(examples)
+    items = [(e.prompt, e.completion, e.finished) for e in examples]
+    mismatched = [(e.prompt, *items[(i + 1) % n][1:]) for i, e in enumerate(examples)]
+    encoded, truncated = _encode_sequences(items + mismatched, tokenizer, max_length)
+    return EncodedPairs(encoded[:n], encoded[n:], truncated, labels=[e.desirable for e in examples])
 
 
 def encode_responses(examples: list, tokenizer, max_length: int) -> EncodedPairs:

@@ -24,7 +24,7 @@ from torch import Tensor
 
 from prefbench.engine.attention import blocks_mask_marker
 from prefbench.engine.packing import PackedBatch
-from prefbench.registry import PairLogProbs, Span
+from prefbench.registry import PairLogProbs, Span, UnpairedLogProbs
 
 
 @dataclass(frozen=True)
@@ -237,3 +237,20 @@ def pair_logprobs(
         chosen_response_logps=chosen.response_logps,
         chosen_response_tokens=chosen.response_tokens,
     )
+
+
+def unpaired_logprobs(
+    span: Span,
+    examples: SequenceLogProbs,
+    mismatched: SequenceLogProbs,
+    desirable: Tensor,
+    ref_examples: SequenceLogProbs | None = None,
+    ref_mismatched: SequenceLogProbs | None = None,
+) -> UnpairedLogProbs:
+    """An unpaired objective's input; the mismatched sequences' policy log-probs are detached (they only
+    estimate the KL reference point, as under TRL's ``torch.no_grad()``)."""
+    pair = pair_logprobs(span, examples, mismatched, ref_examples, ref_mismatched)
+    return UnpairedLogProbs(logps=pair.chosen_logps, tokens=pair.chosen_tokens, desirable=desirable,
+                            ref_logps=pair.ref_chosen_logps,
+                            kl_logps=pair.rejected_logps.detach() if ref_mismatched is not None else None,
+                            ref_kl_logps=pair.ref_rejected_logps, kl_tokens=pair.rejected_tokens)

@@ -10,6 +10,11 @@ objectives on the same config differ only in the loss. Writes into ``output_dir`
     adapter/            the final adapter in standard PEFT format, plus fingerprint.json: log-probs
                         of the first pairs (chosen then rejected) under the trained policy
 
+An unpaired objective (``data="unpaired"``: KTO, BCO) trains on labelled examples instead of pairs, each
+example's mismatched sequence (its prompt, the next example's response; KTO's KL reference point) standing
+in the place of a pair's rejected side, so batching, packing, prefix sharing and the reference cache serve it
+unchanged (:func:`~prefbench.engine.encoding.encode_examples`); ``batch_size`` then counts examples.
+
 One code path for one process and many: ``train`` runs under an ``accelerate.Accelerator``, a no-op
 wrapper in a plain process (CPU or one GPU). For data-parallel training on N GPUs launch it with
 
@@ -44,8 +49,8 @@ from tqdm.auto import tqdm
 from prefbench.engine.adapters import add_lora
 from prefbench.engine.checkpoint import is_trained, resume, save_adapter, save_checkpoint
 from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
-from prefbench.engine.encoding import EncodedPairs, encode_pairs
-from prefbench.engine.logprobs import SequenceLogProbs, pair_logprobs
+from prefbench.engine.encoding import EncodedPairs, encode_examples, encode_pairs
+from prefbench.engine.logprobs import SequenceLogProbs, pair_logprobs, unpaired_logprobs
 from prefbench.engine.models import (
     compute_dtype_of,
     enable_checkpointing,
@@ -56,7 +61,8 @@ from prefbench.engine.models import (
 from prefbench.engine.reference import reference_logprobs
 from prefbench.engine.statistics import BatchStatistics, packing_matches
 from prefbench.formats.preferences import load_preferences
-from prefbench.formats.records import PreferenceRecord
+from prefbench.formats.records import PreferenceRecord, UnpairedExample
+from prefbench.formats.unpaired import load_examples
 from prefbench.registry import Objective, get_objective
 from prefbench.util.files import atomic_write_text
 
@@ -110,8 +116,25 @@ def train(cfg: TrainConfig) -> Path:
         raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
     # the data is read and checked before any tokenizer or model is loaded, so a bad row fails at once; a
     # finished run does not read it again
-    records = [] if is_trained(Path(cfg.output_dir)) else _training_pairs(cfg)
+    trained = is_trained(Path(cfg.output_dir))
+    if get_objective(cfg.objective).data == "unpaired":
+        examples = [] if trained else _training_examples(cfg)
+        return fit(cfg, lambda tokenizer: encode_examples(examples, tokenizer, cfg.max_length))
+    records = [] if trained else _training_pairs(cfg)
     return fit(cfg, lambda tokenizer: encode_pairs(records, tokenizer, cfg.max_length))
+
+
+def _training_examples(cfg: TrainConfig) -> list[UnpairedExample]:
+    """The labelled examples of ``cfg.data`` (TRL's unpaired format), or of the pairs ``cfg.pair_kinds`` selects,
+    each pair split into its chosen response (desirable) and its rejected one (undesirable)."""
+    examples = load_examples(cfg.data, cfg.split, cfg.pair_kinds)
+    if not examples:
+        raise TrainingError(f"{cfg.data}: no {cfg.pair_kinds} pairs; pair_kinds '{cfg.pair_kinds}' leaves nothing to "
+                            f"train {cfg.objective} on")
+    desirable = sum(e.desirable for e in examples)
+    log.info("%s: training on %d examples (%d desirable, %d undesirable) of %s", cfg.objective, len(examples),
+             desirable, len(examples) - desirable, cfg.data)
+    return examples
 
 
 def _training_pairs(cfg: TrainConfig) -> list[PreferenceRecord]:
@@ -145,6 +168,9 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     pairs = encoded(tokenizer)
     if not pairs.paired and objective.name != "sft":
         raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")
+    if (pairs.labels is not None) != (objective.data == "unpaired"):
+        raise ConfigError(f"{cfg.objective} trains on {objective.data} data, and these sequences are "
+                          f"{'unpaired' if pairs.labels is not None else 'not unpaired examples'}")
     device = str(accelerator.device)
     model = add_lora(load_base_model(cfg.model, cfg.quantization, device, cfg.compute_dtype), cfg.lora_r,
                      cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
@@ -292,9 +318,19 @@ class _Loop:
         if self.reference is not None:
             ix = torch.tensor(idx)
             ref_c, ref_r = (r.select(ix).to(chosen.response_logps.device) for r in self.reference)
-        stats = pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r)
+        labels = self.pairs.labels
+        if labels is None:
+            stats = pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r)
+        else:
+            # an unpaired batch: "chosen" are the examples, "rejected" their mismatched sequences
+            desirable = torch.tensor([labels[i] for i in idx], device=chosen.response_logps.device)
+            stats = unpaired_logprobs(self.objective.span, chosen, rejected, desirable, ref_c, ref_r)
         out = self.objective(stats, **self.cfg.objective_params)
         margin = (out.chosen_rewards - out.rejected_rewards).detach()
+        if labels is not None:
+            # unpaired: the reward's distance from the reference point, signed by the label (accuracy: the share
+            # of examples on their label's side); chosen/rejected_logps: the examples and their mismatched sequences
+            margin = torch.where(desirable, margin, -margin)
         span_c, span_r = chosen.span(self.objective.span)[0], rejected.span(self.objective.span)[0]
         loss_sum = out.losses.sum()
         sums = torch.stack([loss_sum.detach(), (margin > 0).float().sum(), margin.sum(), span_c.detach().sum(),

@@ -84,6 +84,15 @@ def parse_row(raw: Any, source: str, row: int) -> PreferenceRecord:
 def load_preferences(source: str | Path, split: str = "train") -> list[PreferenceRecord]:
     """Records from a local file, or from a Hugging Face dataset name or dataset folder (``split``
     selects the split)."""
+    name, rows = source_rows(source, split)
+    records = [parse_row(raw, name, n) for n, raw in rows]
+    if not records:
+        raise DataError(name, None, None, "contains no rows")
+    return records
+
+
+def source_rows(source: str | Path, split: str = "train") -> tuple[str, Iterable[tuple[int, Any]]]:
+    """The source's name for messages, and its numbered rows (a local file, or a dataset name or folder)."""
     path = Path(source)
     if path.is_file():
         rows = read_rows(path)
@@ -99,10 +108,7 @@ def load_preferences(source: str | Path, split: str = "train") -> list[Preferenc
         except Exception as exc:  # offline, no such dataset or split: all the same to the user
             raise DataError(name, None, None, f"no such file, and no dataset of that name could be loaded "
                                               f"({type(exc).__name__}: {exc})") from None
-    records = [parse_row(raw, name, n) for n, raw in rows]
-    if not records:
-        raise DataError(name, None, None, "contains no rows")
-    return records
+    return name, rows
 
 
 def write_preferences(records: Iterable[PreferenceRecord], path: Path) -> None:

@@ -49,6 +49,17 @@ class SFTExample:
     response: str
 
 
+@dataclass(frozen=True)
+class UnpairedExample:
+    """One response labelled desirable or undesirable (KTO-style data; TRL's unpaired format). ``finished``:
+    as for a preference record's responses."""
+
+    prompt: Prompt
+    completion: str
+    desirable: bool
+    finished: bool = True
+
+
 def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str, finished_w: bool = True,
                 finished_l: bool = True) -> PreferenceRecord:
     """A record whose kind follows from its prompts."""

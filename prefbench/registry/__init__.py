@@ -1,7 +1,15 @@
 """The objective API: statistics in (:class:`PairLogProbs`), losses out (:class:`ObjectiveOutput`),
 and the registry that finds objectives by name (built-ins and entry-point plugins alike)."""
 
-from prefbench.registry.inputs import SPANS, ObjectiveError, ObjectiveOutput, PairLogProbs, Span
+from prefbench.registry.inputs import (
+    DATA,
+    SPANS,
+    ObjectiveError,
+    ObjectiveOutput,
+    PairLogProbs,
+    Span,
+    UnpairedLogProbs,
+)
 from prefbench.registry.objective import (
                                           ENTRY_POINT_GROUP,
                                           FAMILIES,
@@ -21,7 +29,26 @@ from prefbench.registry.terms import (
     smoothed_logistic_loss,
 )
 
-__all__ = ["ENTRY_POINT_GROUP", "FAMILIES", "SPANS", "Objective", "ObjectiveError", "ObjectiveOutput", "PairLogProbs", "Param",
-           "Span", "capped_exp", "get_objective", "link_preference_loss", "list_objectives", "log_ratio_margin",
-           "mean_nll", "parse_objective_list", "register_objective", "sigmoid_preference_loss",
-           "smoothed_logistic_loss"]
+__all__ = [
+    "DATA",
+    "ENTRY_POINT_GROUP",
+    "FAMILIES",
+    "SPANS",
+    "Objective",
+    "ObjectiveError",
+    "ObjectiveOutput",
+    "PairLogProbs",
+    "Param",
+    "Span",
+    "UnpairedLogProbs",
+    "capped_exp",
+    "get_objective",
+    "link_preference_loss",
+    "list_objectives",
+    "log_ratio_margin",
+    "mean_nll",
+    "parse_objective_list",
+    "register_objective",
+    "sigmoid_preference_loss",
+    "smoothed_logistic_loss",
+]

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from typing import Callable
 
-from prefbench.registry.inputs import SPANS, ObjectiveError, ObjectiveOutput, PairLogProbs, Span
+from prefbench.registry.inputs import (
+    DATA,
+    SPANS,
+    Data,
+    ObjectiveError,
+    ObjectiveOutput,
+    PairLogProbs,
+    Span,
+    UnpairedLogProbs,
+)
 from prefbench.util.names import suggest
 
 ENTRY_POINT_GROUP = "prefbench.objectives"
@@ -37,6 +46,7 @@ FAMILIES = {
     "distributional": "margins compared across the batch rather than pair by pair (AOT)",
     "reference-free": "no reference model: length-normalised log-likelihoods or odds ratios",
     "joint": "preferences over (instruction, response) pairs, the instructions possibly different (JPO/DOVE)",
+    "unpaired": "one response at a time with a desirable/undesirable label (KTO, BCO)",
     "supervised": "the likelihood of the chosen response alone",
     "other": "not declared (a plugin's default)",
 }
@@ -92,6 +102,7 @@ class Objective:
     source: str = "built-in"
     family: str = "other"
     batch_level: bool = False   # a pair's loss depends on the other pairs of its micro-batch (AOT's sort, β-DPO's β)
+    data: Data = "paired"       # "unpaired": trains on labelled single responses (UnpairedLogProbs), not pairs
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -114,10 +125,15 @@ class Objective:
         merged = {**self.defaults, **overrides}
         return {k: self.params[k].check(self.name, k, v) for k, v in merged.items()}
 
-    def __call__(self, stats: PairLogProbs, **overrides: object) -> ObjectiveOutput:
+    def __call__(self, stats: PairLogProbs | UnpairedLogProbs, **overrides: object) -> ObjectiveOutput:
         params = self.resolve_params(**overrides)
+        expected = UnpairedLogProbs if self.data == "unpaired" else PairLogProbs
+        if not isinstance(stats, expected):
+            raise ObjectiveError(f"objective '{self.name}' trains on {self.data} data and takes {expected.__name__}, "
+                                 f"got {type(stats).__name__}")
         if self.needs_reference and not stats.has_reference:
-            raise ObjectiveError(f"objective '{self.name}' needs reference log-probs (ref_chosen_logps/ref_rejected_logps)")
+            names = "ref_logps" if self.data == "unpaired" else "ref_chosen_logps/ref_rejected_logps"
+            raise ObjectiveError(f"objective '{self.name}' needs reference log-probs ({names})")
         out = self.fn(stats.at_least_float32(), **params)
         return ObjectiveOutput(out.losses, out.chosen_rewards.detach(), out.rejected_rewards.detach())
 
@@ -138,12 +154,17 @@ def register_objective(
     paper: str = "",
     family: str = "other",
     batch_level: bool = False,
+    data: Data = "paired",
 ) -> Callable[[LossFn], Objective]:
     """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``; ``family`` is one of
     :data:`FAMILIES`. ``batch_level``: the losses are a function of the whole batch given (a sort, a batch
-    statistic), so the engine passes each micro-batch in one forward, whatever ``max_forward_tokens`` says."""
+    statistic), so the engine passes each micro-batch in one forward, whatever ``max_forward_tokens`` says.
+    ``data``: ``"paired"`` (``fn`` takes :class:`PairLogProbs`) or ``"unpaired"`` (``fn`` takes
+    :class:`UnpairedLogProbs` and returns per-example losses)."""
     if span not in SPANS:
         raise ObjectiveError(f"objective '{name}': span must be one of {SPANS}, got {span!r}")
+    if data not in DATA:
+        raise ObjectiveError(f"objective '{name}': data must be one of {DATA}, got {data!r}")
     if family not in FAMILIES:
         raise ObjectiveError(f"objective '{name}': family must be one of {', '.join(FAMILIES)}, got {family!r}"
                              f"{suggest(family, FAMILIES)}")
@@ -152,7 +173,7 @@ def register_objective(
         module = fn.__module__ or ""
         source = "built-in" if module.startswith("prefbench.") else module
         obj = Objective(name, fn, span, needs_reference, adds_nll, dict(params or {}), tuple(aliases), paper, source,
-                        family, batch_level)
+                        family, batch_level, data)
         for key in (name, *aliases):
             owner = _REGISTRY.get(key) or _REGISTRY.get(_ALIASES.get(key, ""))
             if owner is not None and owner.fn is not fn:

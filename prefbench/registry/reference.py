@@ -13,9 +13,9 @@ def _defaults(obj: Objective) -> str:
 
 
 def objectives_table() -> str:
-    rows = [("name", "family", "span", "reference", "+NLL", "defaults", "source", "paper")]
+    rows = [("name", "family", "data", "span", "reference", "+NLL", "defaults", "source", "paper")]
     for obj in list_objectives():
-        rows.append((obj.name, obj.family, obj.span, "yes" if obj.needs_reference else "no",
+        rows.append((obj.name, obj.family, obj.data, obj.span, "yes" if obj.needs_reference else "no",
                      "yes" if obj.adds_nll else "no", _defaults(obj), obj.source, obj.paper or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
@@ -29,8 +29,8 @@ def objectives_markdown() -> str:
     objectives = [o for o in list_objectives() if o.source == "built-in"]
     lines = ["# Objectives", "",
              "Generated from the registry by `prefbench objectives --markdown`; a test keeps this page equal to it.", "",
-             "| name | family | span | reference | +NLL | defaults | paper |", "|---|---|---|---|---|---|---|"]
-    lines += [f"| [`{o.name}`](#{o.name}) | {o.family} | {o.span} | {'yes' if o.needs_reference else 'no'} | "
+             "| name | family | data | span | reference | +NLL | defaults | paper |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| [`{o.name}`](#{o.name}) | {o.family} | {o.data} | {o.span} | {'yes' if o.needs_reference else 'no'} | "
               f"{'yes' if o.adds_nll else 'no'} | {_defaults(o)} | {o.paper} |" for o in objectives]
     lines += ["", "Families: " + "; ".join(f"**{k}**: {v}" for k, v in FAMILIES.items() if k != "other") + "."]
     for o in objectives:
@@ -42,6 +42,9 @@ def objectives_markdown() -> str:
         if o.batch_level:
             lines += ["Batch-level: a pair's loss depends on the other pairs of its micro-batch, which the engine "
                       "therefore passes in one forward (so results depend on the micro-batch size).", ""]
+        if o.data == "unpaired":
+            lines += [("Unpaired: trains on single responses labelled desirable or undesirable; paired data is split "
+                       "into examples (each pair's chosen response desirable, its rejected one undesirable)."), ""]
         if o.params:
             lines += ["| parameter | default | valid | meaning |", "|---|---|---|---|"]
             lines += [f"| `{k}` | {p.default:g} | {p.range_text()} | {p.doc} |" for k, p in o.params.items()]
