@@ -1,4 +1,5 @@
-"""Forward+backward time of every registered objective on 256 pairs (pytest-benchmark).
+"""Forward+backward time of every registered objective on 256 pairs, or 256 labelled examples for an unpaired
+objective (pytest-benchmark).
 
 Run: .venv/bin/python -m pytest perf/bench_objectives.py --benchmark-only
 The loss should be negligible next to one forward pass of the model on the same batch;
@@ -8,7 +9,7 @@ docs/performance.md compares the two.
 import pytest
 import torch
 
-from prefbench import PairLogProbs, list_objectives
+from prefbench import PairLogProbs, UnpairedLogProbs, list_objectives
 
 N = 256
 
@@ -22,9 +23,17 @@ def make_stats():
                         cw.detach() * 0.5, ct // 2 + 1)
 
 
+def make_examples():
+    """The pairs' chosen side as 256 examples, half of them desirable, the rejected side as mismatched sequences."""
+    pairs = make_stats()
+    desirable = torch.arange(N) % 2 == 0
+    return UnpairedLogProbs(pairs.chosen_logps, pairs.chosen_tokens, desirable, pairs.ref_chosen_logps,
+                            pairs.rejected_logps.detach(), pairs.ref_rejected_logps, pairs.rejected_tokens)
+
+
 @pytest.mark.parametrize("obj", list_objectives(), ids=lambda o: o.name)
 def test_objective_forward_backward_256_pairs(benchmark, obj):
-    stats = make_stats()
+    stats = make_examples() if obj.data == "unpaired" else make_stats()
 
     def step():
         loss = obj(stats).losses.mean()
