@@ -27,10 +27,9 @@ def aot(stats: PairLogProbs, *, beta: float, label_smoothing: float) -> Objectiv
 
     Not a per-pair loss: element k of the output is the loss of rank k, not of pair k (only the
     sum, or mean, over the batch is meaningful), and the value depends on which pairs share a
-    call. In prefbench's engine a call is one forward chunk of one process's share of a
-    micro-batch (``max_forward_tokens`` can split a micro-batch; TRL sorts the per-device batch),
-    so compare AOT runs only with the same micro-batch size, process count and
-    ``max_forward_tokens``. A batch of one pair is exactly cDPO (ε) / DPO; so is any batch whose
+    call. In prefbench's engine a call is one process's share of a micro-batch, never split into
+    forwards (the objective is batch-level; TRL sorts the per-device batch), so compare AOT runs
+    only with the same micro-batch size and process count. A batch of one pair is exactly cDPO (ε) / DPO; so is any batch whose
     policy margins are ranked like its reference margins. The sum is unchanged by reordering the
     pairs. Rewards are per pair, β·Δ (the DPO implicit reward, as TRL logs).
     Defaults β = 0.1, ε = 0 (TRL's).

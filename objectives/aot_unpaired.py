@@ -27,8 +27,7 @@ def aot_unpaired(stats: PairLogProbs, *, beta: float, label_smoothing: float) ->
     ``loss_type="aot_unpaired"``.
 
     Not a per-pair loss: element k is the loss of rank k, and the value depends on which pairs
-    share a call (in prefbench's engine: one forward chunk of one process's share of a
-    micro-batch; see ``aot``). A batch of one pair is exactly cDPO (ε) / DPO, and so is any batch
+    share a call (in prefbench's engine: one process's share of a micro-batch; see ``aot``). A batch of one pair is exactly cDPO (ε) / DPO, and so is any batch
     whose chosen and rejected log-ratios are ranked alike. Adding any constants to a pair's policy
     and reference log-probs alike changes nothing. Rewards are per pair, β·Δ (as TRL logs).
     Defaults β = 0.1, ε = 0 (TRL's).
