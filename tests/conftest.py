@@ -53,6 +53,16 @@ def tiny_model_dir(tmp_path_factory):
     return folder
 
 
+def copy_tokenizer(source, folder):
+    """The tokenizer files of the model folder ``source`` (its chat template included) copied into ``folder``."""
+    import shutil
+
+    for f in source.iterdir():
+        if "token" in f.name or f.name.endswith(".jinja"):
+            shutil.copy(f, folder / f.name)
+    return folder
+
+
 @pytest.fixture()
 def prefs(tmp_path):
     """A small preference file of conditional and joint pairs the tiny model can learn to separate."""
@@ -71,14 +81,9 @@ def prefs(tmp_path):
 @pytest.fixture(scope="session")
 def tiny_4bit_dir(tiny_model_dir, tmp_path_factory):
     """A 64-wide tiny Llama (bitsandbytes' CPU 4-bit kernels need at least 64 input features)."""
-    import shutil
-
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-llama-64")
-    for f in tiny_model_dir.iterdir():
-        if "token" in f.name or f.name.endswith(".jinja"):
-            shutil.copy(f, folder / f.name)
+    folder = copy_tokenizer(tiny_model_dir, tmp_path_factory.mktemp("tiny-llama-64"))
     from prefbench.engine.models import load_tokenizer
 
     tok = load_tokenizer(str(folder))

@@ -16,6 +16,7 @@ from prefbench.engine.formatting import is_plain
 from prefbench.engine.models import load_tokenizer
 from prefbench.engine.sft import merged_model_dir
 from prefbench.formats.release import load_release_preferences
+from tests.conftest import copy_tokenizer
 
 RELEASE = Path(__file__).parent / "fixtures" / "paper" / "release"
 # the DOVE repository's names: its TL;DR preference and test files are JSON Lines under .json
@@ -41,10 +42,7 @@ def tiny_qwen_dir(tiny_4bit_dir, tmp_path_factory):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    folder = tmp_path_factory.mktemp("tiny-qwen2")
-    for f in tiny_4bit_dir.iterdir():
-        if "token" in f.name or f.name.endswith(".jinja"):
-            shutil.copy(f, folder / f.name)
+    folder = copy_tokenizer(tiny_4bit_dir, tmp_path_factory.mktemp("tiny-qwen2"))
     tok = load_tokenizer(str(folder))
     torch.manual_seed(0)
     Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -2,11 +2,9 @@
 tokenizer has none; responses tokenized where they sit in the text, for SentencePiece and byte-level BPE
 tokenizers alike."""
 
-import shutil
-
 import pytest
 
-from tests.conftest import CHAT_TEMPLATE
+from tests.conftest import CHAT_TEMPLATE, copy_tokenizer
 from prefbench.engine.config import TrainConfig
 from prefbench.engine.formatting import encode, encode_prompt, is_plain
 from prefbench.engine.models import load_tokenizer
@@ -18,9 +16,7 @@ PAPER_PROMPT = "### Instructions: {}\n\n### Response:"
 @pytest.fixture()
 def bpe_plain_dir(tiny_model_dir, tmp_path):
     """The byte-level BPE test tokenizer without its chat template (a base model's)."""
-    for f in tiny_model_dir.iterdir():
-        if "token" in f.name or f.name.endswith(".jinja"):
-            shutil.copy(f, tmp_path / f.name)
+    copy_tokenizer(tiny_model_dir, tmp_path)
     tok = load_tokenizer(str(tmp_path), prompt_format=None)
     tok.chat_template = None
     (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
