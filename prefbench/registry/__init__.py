@@ -4,6 +4,7 @@ and the registry that finds objectives by name (built-ins and entry-point plugin
 from prefbench.registry.inputs import (
     DATA,
     SPANS,
+    TOKEN_STATISTICS,
     ObjectiveError,
     ObjectiveOutput,
     PairLogProbs,
@@ -34,6 +35,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "FAMILIES",
     "SPANS",
+    "TOKEN_STATISTICS",
     "Objective",
     "ObjectiveError",
     "ObjectiveOutput",

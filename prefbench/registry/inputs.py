@@ -12,8 +12,12 @@ from prefbench.util.errors import UserError
 
 Span = Literal["response", "joint"]
 SPANS = ("response", "joint")
-Data = Literal["paired", "unpaired"]
-DATA = ("paired", "unpaired")
+Data = Literal["paired", "unpaired", "listwise"]
+DATA = ("paired", "unpaired", "listwise")
+# Statistics beyond per-sequence sums, computed only for an objective that declares it needs them:
+# "token_logps": every span token's log-prob under the policy and the reference, [B, T] per side;
+# "sequence_kl": Σ over the span's positions of KL(π_ref(·|prefix) ‖ π_θ(·|prefix)), [B] per side (TDPO).
+TOKEN_STATISTICS = ("token_logps", "sequence_kl")
 
 
 class ObjectiveError(UserError, ValueError):

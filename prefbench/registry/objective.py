@@ -24,6 +24,7 @@ from prefbench.registry.inputs import (
     ObjectiveError,
     ObjectiveOutput,
     PairLogProbs,
+    TOKEN_STATISTICS,
     Span,
     UnpairedLogProbs,
 )
@@ -48,6 +49,11 @@ FAMILIES = {
     "joint": "preferences over (instruction, response) pairs, the instructions possibly different (JPO/DOVE)",
     "unpaired": "one response at a time with a desirable/undesirable label (KTO, BCO)",
     "supervised": "the likelihood of the chosen response alone",
+    "token-level": "functions of per-token log-probabilities or per-position divergences, not only their sums "
+                   "(TDPO, SamPO, LD-DPO)",
+    "listwise": "k ranked or scored responses per instruction at once (LiPO-λ, PRO)",
+    "iterative": "trained in rounds on the policy's own judged samples, the reference moving between rounds "
+                 "(iterative/online DPO, APO) or during training (TR-DPO)",
     "other": "not declared (a plugin's default)",
 }
 
@@ -103,6 +109,11 @@ class Objective:
     family: str = "other"
     batch_level: bool = False   # a pair's loss depends on the other pairs of its micro-batch (AOT's sort, β-DPO's β)
     data: Data = "paired"       # "unpaired": trains on labelled single responses (UnpairedLogProbs), not pairs
+    # extra statistics the engine computes only for objectives that ask (TOKEN_STATISTICS): per-token log-probs,
+    # the per-position KL to the reference summed over the span
+    statistics: tuple[str, ...] = ()
+    reference_update: bool = False   # the engine resets the reference to the policy every ``tau`` steps (TR-DPO)
+    iterative: bool = False          # trained in ``rounds`` on-policy rounds by the run pipeline
 
     @property
     def defaults(self) -> dict[str, float]:
@@ -155,16 +166,32 @@ def register_objective(
     family: str = "other",
     batch_level: bool = False,
     data: Data = "paired",
+    statistics: tuple[str, ...] = (),
+    reference_update: bool = False,
+    iterative: bool = False,
 ) -> Callable[[LossFn], Objective]:
     """Decorator: register ``fn(stats, **params) -> ObjectiveOutput`` under ``name``; ``family`` is one of
     :data:`FAMILIES`. ``batch_level``: the losses are a function of the whole batch given (a sort, a batch
     statistic), so the engine passes each micro-batch in one forward, whatever ``max_forward_tokens`` says.
     ``data``: ``"paired"`` (``fn`` takes :class:`PairLogProbs`) or ``"unpaired"`` (``fn`` takes
-    :class:`UnpairedLogProbs` and returns per-example losses)."""
+    :class:`UnpairedLogProbs` and returns per-example losses) or ``"listwise"`` (``fn`` takes
+    :class:`ListLogProbs` and returns per-list losses). ``statistics``: extra inputs from
+    :data:`TOKEN_STATISTICS` the engine computes for this objective only. ``reference_update``: the engine
+    resets the reference to the current policy every ``tau`` steps (a parameter the objective must declare).
+    ``iterative``: the run pipeline trains it in ``rounds`` rounds (a parameter it must declare) of sampling,
+    judging, pairing and training."""
     if span not in SPANS:
         raise ObjectiveError(f"objective '{name}': span must be one of {SPANS}, got {span!r}")
     if data not in DATA:
         raise ObjectiveError(f"objective '{name}': data must be one of {DATA}, got {data!r}")
+    unknown = [s for s in statistics if s not in TOKEN_STATISTICS]
+    if unknown:
+        raise ObjectiveError(f"objective '{name}': statistics must be among {', '.join(TOKEN_STATISTICS)}, "
+                             f"got {unknown[0]!r}{suggest(unknown[0], TOKEN_STATISTICS)}")
+    for flag, param in ((reference_update, "tau"), (iterative, "rounds")):
+        if flag and param not in (params or {}):
+            raise ObjectiveError(f"objective '{name}': declares {'reference_update' if param == 'tau' else 'iterative'}"
+                                 f" but no '{param}' parameter")
     if family not in FAMILIES:
         raise ObjectiveError(f"objective '{name}': family must be one of {', '.join(FAMILIES)}, got {family!r}"
                              f"{suggest(family, FAMILIES)}")
@@ -173,7 +200,7 @@ def register_objective(
         module = fn.__module__ or ""
         source = "built-in" if module.startswith("prefbench.") else module
         obj = Objective(name, fn, span, needs_reference, adds_nll, dict(params or {}), tuple(aliases), paper, source,
-                        family, batch_level, data)
+                        family, batch_level, data, tuple(statistics), reference_update, iterative)
         for key in (name, *aliases):
             owner = _REGISTRY.get(key) or _REGISTRY.get(_ALIASES.get(key, ""))
             if owner is not None and owner.fn is not fn:
