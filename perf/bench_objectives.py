@@ -15,12 +15,20 @@ N = 256
 
 
 def make_stats():
+    """256 pairs, with the token-level statistics a token-level objective reads: each side's sum spread evenly over
+    its tokens (rows zero-padded to the longest), and sequential KLs of 0.01 nats per token."""
     g = torch.Generator().manual_seed(0)
     ct, rt = torch.randint(20, 200, (N,), generator=g), torch.randint(20, 200, (N,), generator=g)
     cw, rl = -1.2 * ct.float(), -1.3 * rt.float()
-    return PairLogProbs(cw.requires_grad_(), rl.requires_grad_(), ct, rt,
-                        cw.detach() + torch.randn(N, generator=g), rl.detach() + torch.randn(N, generator=g),
-                        cw.detach() * 0.5, ct // 2 + 1)
+    refw, refl = cw + torch.randn(N, generator=g), rl + torch.randn(N, generator=g)
+    width = int(max(ct.max(), rt.max()))
+
+    def rows(total, tokens):
+        return torch.where(torch.arange(width) < tokens[:, None], (total / tokens)[:, None], 0.0)
+
+    return PairLogProbs(cw.requires_grad_(), rl.requires_grad_(), ct, rt, refw, refl, cw.detach() * 0.5, ct // 2 + 1,
+                        rows(cw.detach(), ct).requires_grad_(), rows(rl.detach(), rt).requires_grad_(),
+                        rows(refw, ct), rows(refl, rt), (0.01 * ct).requires_grad_(), (0.01 * rt).requires_grad_())
 
 
 def make_examples():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.metadata
 import logging
 import sys
 from pathlib import Path
@@ -12,6 +13,8 @@ from prefbench.engine.config import ConfigError, TrainConfig, parse_param
 from prefbench.engine.models import EMBEDDED
 from prefbench.registry import list_objectives, parse_objective_list
 from prefbench.util.errors import UserError
+
+QUANTIZATION_HELP = "4bit: QLoRA (NF4 base weights); none: plain LoRA"
 
 
 def _logging() -> None:
@@ -38,18 +41,63 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One --flag per scalar TrainConfig field (default None = keep the YAML/default value)."""
-    p.add_argument("--config", help="YAML file of settings (unknown keys are errors)")
+# The help of each TrainConfig field's flag; its default is TrainConfig's (the flag's own default, None, keeps the
+# value of the --config file).
+CONFIG_HELP = {
+    "data": "preference file (.jsonl, .json, .parquet: TRL prompt/chosen/rejected, the JPO release's or prefbench's "
+            "pair records) or a datasets name",
+    "split": "the split to read from a datasets name or folder",
+    "pair_kinds": "which pairs of the data to train on: all | conditional (same instruction) | joint (different "
+                  "instructions)",
+    "objective": "the objective to train (prefbench objectives lists them)",
+    "model": "hub id or local folder of the base model; the default is the embedded SmolLM2",
+    "quantization": QUANTIZATION_HELP,
+    "lora_r": "LoRA rank",
+    "lora_alpha": "LoRA scaling numerator (the update is scaled by alpha / r)",
+    "lora_dropout": "dropout on the LoRA input (it costs a third of a step on a CPU)",
+    "max_length": "tokens per formatted instruction + response; longer ones are truncated and counted",
+    "batch_size": "pairs (examples, for an unpaired objective; lists, for a listwise one) per optimizer step",
+    "grad_accum": "micro-batches per optimizer step; must divide batch-size",
+    "max_steps": "optimizer steps",
+    "lr": "peak learning rate (AdamW, linear warm-up then linear decay)",
+    "warmup_steps": "steps of linear learning-rate warm-up",
+    "weight_decay": "AdamW weight decay",
+    "max_grad_norm": "gradient clipping norm",
+    "gradient_checkpointing": "recompute layer activations in the backward pass: far less memory, about a third "
+                              "more time",
+    "compute_dtype": "auto (bfloat16 where the hardware has it, else float32) | float32 | bfloat16",
+    "prompt_format": "auto (the model's chat template, the paper's plain format without one) | chat | plain",
+    "share_prefixes": "run a conditional pair's shared instruction through the model once",
+    "max_forward_tokens": "a micro-batch runs in forwards of at most this many tokens (0: one forward); activation "
+                          "memory grows with it, the gradient is the same",
+    "init_adapter": "a PEFT adapter folder the policy starts from and the reference is (e.g. an iterative run's "
+                    "previous round); unset: a fresh LoRA on the base model",
+    "extrapolation": "APO's alpha: the reference becomes log pi_init + alpha (log pi_init - log pi_previous); "
+                     "needs --init-adapter",
+    "extrapolate_from": "the adapter of pi_previous for --extrapolation (unset: the base model)",
+    "seed": "seed of the data order, LoRA initialisation and dropout",
+    "save_every": "checkpoint interval in steps (a killed run resumes from the last checkpoint)",
+    "output_dir": "folder for the adapter, metrics.jsonl and checkpoints",
+}
+
+
+def _add_config_flags(p: argparse.ArgumentParser, defaults: dict | None = None, helps: dict | None = None) -> None:
+    """One --flag per scalar TrainConfig field (default None = keep the YAML/default value); ``defaults`` and
+    ``helps``: the command's own where they differ from TrainConfig's."""
+    p.add_argument("--config", help="YAML file of settings (unknown keys are errors); flags override it")
     for f in dataclasses.fields(TrainConfig):
         if f.name == "objective_params":
             continue
         kind = type(f.default)
         flag = f"--{f.name.replace('_', '-')}"
+        default = (defaults or {}).get(f.name, f.default)
+        shown = f" (default: {default})".replace("%", "%%") if default not in ("", EMBEDDED) else ""
+        # a field added without an entry in CONFIG_HELP still gets a flag (a test asks for the entry)
+        help_text = {**CONFIG_HELP, **(helps or {})}.get(f.name, f.name.replace("_", " ")) + shown
         if kind is bool:  # --gradient-checkpointing / --no-gradient-checkpointing
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None)
+            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
         else:
-            p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper())
+            p.add_argument(flag, dest=f.name, type=kind, default=None, metavar=kind.__name__.upper(), help=help_text)
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="objective hyperparameter, e.g. --param beta=0.2 (repeatable)")
 
@@ -66,9 +114,15 @@ def _config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from prefbench.engine.trainer import train
+    from prefbench.registry import get_objective
 
     _logging()
-    out = train(_config_from_args(args))
+    cfg = _config_from_args(args)
+    if get_objective(cfg.objective).iterative:
+        logging.getLogger("prefbench").info(
+            "%s is iterative: this trains one round, on the given data; `prefbench run` trains its rounds, each on "
+            "samples of the last round's policy (start one from an earlier round with --init-adapter)", cfg.objective)
+    out = train(cfg)
     print(f"adapter: {out / 'adapter'}\nmetrics: {out / 'metrics.jsonl'}")
     return 0
 
@@ -175,6 +229,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from prefbench.reporting.export import export_run
+
+    print(export_run(Path(args.run_dir), args.format, Path(args.output) if args.output else None))
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from prefbench.pipeline.push import MANIFEST, push_run
+
+    where = push_run(Path(args.run_dir), args.repo, Path(args.dry_run) if args.dry_run else None, args.private)
+    if args.dry_run:
+        print(f"{where}: what `prefbench push` would upload to https://huggingface.co/{args.repo} "
+              f"({'private' if args.private else 'public'}); {MANIFEST} lists the files")
+    else:
+        print(where)
+    return 0
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from prefbench.reporting.compare import compare_runs
 
@@ -241,9 +314,9 @@ def _add_training_commands(sub) -> None:
     p.set_defaults(func=cmd_objectives)
 
     p = sub.add_parser("demo", help="a few LoRA steps of each objective on the embedded model and a built-in batch")
-    p.add_argument("--objectives", default="dpo,ipo,simpo,jpo,sft_jpo")
-    p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--objectives", default="dpo,ipo,simpo,jpo,sft_jpo", help="comma-separated objective names")
+    p.add_argument("--steps", type=int, default=8, help="optimizer steps per objective")
+    p.add_argument("--seed", type=int, default=0, help="seed of the LoRA initialisation and the batch order")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("train", help="train one objective with (Q)LoRA on a preference file or dataset")
@@ -252,7 +325,11 @@ def _add_training_commands(sub) -> None:
 
     p = sub.add_parser("sft", help="supervised fine-tuning with (Q)LoRA, then base + adapter merged into "
                                    "<output-dir>/model: the starting point for preference training")
-    _add_config_flags(p)
+    _add_config_flags(p, defaults={"objective": "sft", "output_dir": "runs/sft"},
+                      helps={"data": "JSONL of instruction/response rows (also prompt/completion), or a folder or hub "
+                                     "id of the JPO release with --task",
+                             "objective": "sft only (other objectives train with prefbench train)",
+                             "batch_size": "examples per optimizer step"})
     p.add_argument("--task", choices=("tldr", "hh-helpful"),
                    help="format instructions as this JPO task does; without --data (or with --data naming a folder "
                         "or hub id) read the JPO release's SFT train split")
@@ -266,11 +343,12 @@ def _add_run_command(sub) -> None:
     p = sub.add_parser("run", help="the whole comparison: data, training, generation, judging, statistics, report")
     p.add_argument("--objectives", default=",".join(DEFAULT_OBJECTIVES), help="comma-separated objective names")
     p.add_argument("--benchmark", default="ifeval-lite", help="a shipped benchmark (prefbench benchmarks) or a spec YAML")
-    p.add_argument("--preset", default="quick", help="smoke | quick | full")
+    p.add_argument("--preset", default="quick", help="the benchmark's preset of sizes and settings "
+                   "(prefbench benchmarks lists each benchmark's presets)")
     p.add_argument("--seeds", help="comma-separated training seeds, e.g. 0,1,2 (default: the preset's)")
     p.add_argument("--model", help="hub id or local folder (default: the benchmark's model, else the embedded "
                                     f"SmolLM2, {EMBEDDED})")
-    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
+    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"), help=QUANTIZATION_HELP)
     p.add_argument("--judge", default="gold", help="gold | reward-model:PATH | local:PATH | openai:MODEL@BASE_URL "
                                                    "(tldr and hh-helpful need local: or openai:)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
@@ -299,13 +377,15 @@ def _add_data_commands(sub) -> None:
     p.set_defaults(func=cmd_benchmarks)
 
     p = sub.add_parser("data", help="on-policy preference data")
-    data_sub = p.add_subparsers(dest="data_command", required=True)
+    data_sub = p.add_subparsers(dest="data_command", required=True, help="what to do with the data")
     p = data_sub.add_parser("build", help="sample the reference model, score with the benchmark's judge, pair")
-    p.add_argument("--benchmark", default="ifeval-lite")
-    p.add_argument("--preset", default="quick")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--model", help="default: the benchmark's model, else the embedded SmolLM2")
-    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"))
+    p.add_argument("--benchmark", default="ifeval-lite", help="a shipped benchmark (prefbench benchmarks) or a spec "
+                                                             "YAML")
+    p.add_argument("--preset", default="quick", help="the benchmark's preset (prefbench benchmarks lists them)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling")
+    p.add_argument("--model", help="hub id or local folder (default: the benchmark's model, else the embedded "
+                                    "SmolLM2)")
+    p.add_argument("--quantization", default="4bit", choices=("4bit", "none"), help=QUANTIZATION_HELP)
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a benchmark setting, e.g. --set data.location=./jpo-release")
     p.add_argument("--output", help="folder for the files (default runs/data/<benchmark>-<preset>-seed<k>)")
@@ -324,7 +404,7 @@ def _add_data_commands(sub) -> None:
     p.add_argument("--output", required=True, help="JSONL of preference records (a .summary.json goes beside it)")
     p.add_argument("--prompts", choices=tuple(JUDGE_PROMPTS), default="general",
                    help="judge prompts: summarization (TL;DR), dialogue (Anthropic-Helpful) or general")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the choice of pairs")
     p.add_argument("--cache", help="judgment cache (default <output stem>.judgments.jsonl)")
     p.add_argument("--workers", type=int, default=4, help="concurrent calls for an HTTP judge")
     p.set_defaults(func=cmd_acquire)
@@ -333,24 +413,45 @@ def _add_data_commands(sub) -> None:
 def _add_report_commands(sub) -> None:
     p = sub.add_parser("eval", help="judge a run's generations again (e.g. with another judge): judgments, results, "
                                     "leaderboard and report are all rewritten")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory")
     p.add_argument("--judge", help="another judge than the run's (gold | reward-model:... | local:... | openai:...)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("report", help="render report.md, report.html and plots/ from a run's results.json")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="the run directory")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="put several runs side by side")
-    p.add_argument("run_dirs", nargs="+")
-    p.add_argument("--output", default="runs/compare")
+    p.add_argument("run_dirs", nargs="+", help="run directories")
+    p.add_argument("--output", default="runs/compare", help="folder for the comparison's report.md and report.html")
     p.set_defaults(func=cmd_compare)
+
+    from prefbench.reporting.export import FORMATS
+
+    p = sub.add_parser("export", help="write a finished run's generations, judgments or leaderboard in a format "
+                                      "other tools read (see docs/guide.md)")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--format", required=True, choices=FORMATS, help="alpaca_eval: AlpacaEval model outputs per "
+                   "system; jsonl: every generation; csv: leaderboard and comparisons; hf-dataset: judgments and "
+                   "per-prompt outcomes as a datasets.DatasetDict (load_from_disk)")
+    p.add_argument("--output", help="folder to write (replaced if it exists; default <run_dir>/export/<format>)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("push", help="upload a finished run's adapters, each with a model card, and its report to a "
+                                    "Hugging Face Hub model repository (token: HF_TOKEN or `hf auth login`)")
+    p.add_argument("run_dir", help="the run directory")
+    p.add_argument("--repo", required=True, metavar="OWNER/NAME", help="the model repository (created if it does "
+                   "not exist); each adapter goes to <objective>/seed<k>/, the report to report/")
+    p.add_argument("--dry-run", metavar="DIR", help="write exactly what would be uploaded (and a manifest of its "
+                   "files with sizes) to DIR instead, touching no network")
+    p.add_argument("--private", action="store_true", help="create the repository private")
+    p.set_defaults(func=cmd_push)
 
 
 def _add_cache_command(sub) -> None:
     p = sub.add_parser("cache", help="what prefbench keeps between runs under $PREFBENCH_CACHE "
                                      "(default ~/.cache/prefbench): list it or clear it")
-    cache_sub = p.add_subparsers(dest="cache_command", required=True)
+    cache_sub = p.add_subparsers(dest="cache_command", required=True, help="what to do with the cache")
     p = cache_sub.add_parser("list", help="each kind (reference, onpolicy, models) with its entries, their size, "
                                           "time and recorded key")
     p.set_defaults(func=cmd_cache)
@@ -361,27 +462,67 @@ def _add_cache_command(sub) -> None:
     p.set_defaults(func=cmd_cache)
 
 
+def cmd_completion(args: argparse.Namespace) -> int:
+    from prefbench.util.completion import bash_completion
+
+    print(bash_completion(build_parser(), "prefbench"), end="")
+    return 0
+
+
+def _add_completion_command(sub) -> None:
+    p = sub.add_parser("completion", help="print shell completion for prefbench: eval \"$(prefbench completion "
+                                          "bash)\" in ~/.bashrc (zsh: after bashcompinit)")
+    p.add_argument("shell", choices=("bash",), help="the shell")
+    p.set_defaults(func=cmd_completion)
+
+
 class UsageError(UserError):
     """A command line argparse cannot read: an unknown command or option, a missing or malformed value."""
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, except where there is none to show (None, off, an empty list) or
+    the help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        nothing = action.default is None or action.default is False or action.default in ([], "")   # 0 is shown
+        if nothing or "default" in (action.help or ""):
+            return action.help or ""
+        return super()._get_help_string(action)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse's parser (and, as their class, its subcommands'), except that a mistake is one line like every
-    other error instead of the usage text and a second line; ``--help`` shows the usage."""
+    other error instead of the usage text and a second line; ``--help`` shows the usage and every option's
+    default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         raise UsageError(f"{message} (see {self.prog} --help)")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("prefbench")
+    except importlib.metadata.PackageNotFoundError:   # run from a source folder that was never installed
+        return "(not installed: no version)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="prefbench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True,
+                                help="the command (prefbench COMMAND --help describes its options)")
     _add_training_commands(sub)
     _add_run_command(sub)
     _add_data_commands(sub)
     _add_report_commands(sub)
     _add_cache_command(sub)
     _add_conformance_command(sub)
+    _add_completion_command(sub)
     return parser
 
 

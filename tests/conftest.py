@@ -7,6 +7,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "prefbench-hypothesis"))
 
 import pytest
+import yaml
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -123,3 +124,21 @@ def sentencepiece_dir(tmp_path_factory):
                            bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     MistralForCausalLM(config).save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_finished_run(tiny_model_dir, tmp_path_factory):
+    """dpo and jpo, two seeds each, through ``prefbench run`` on the tiny model: every artifact of a finished run,
+    for the tests that only read one (export, push; an export's default folder lands inside it)."""
+    from prefbench.pipeline.config import RunConfig
+    from prefbench.pipeline.run import run
+    from tests.test_run import SPEC
+
+    root = tmp_path_factory.mktemp("finished-run")
+    spec = root / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(SPEC))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PREFBENCH_CACHE", str(root / "cache"))
+        run(RunConfig(objectives=["dpo", "jpo"], benchmark=str(spec), preset="smoke", seeds=[0, 1],
+                      model=str(tiny_model_dir), quantization="none", output_dir=str(root / "run")))
+    return root / "run"

@@ -38,6 +38,8 @@ PAIR = {"prompt_chosen": "Name a fruit", "response_chosen": "apple", "prompt_rej
 UNPAIRED = {"prompt": "Name a fruit", "completion": "apple", "label": True}
 SFT_ROW = {"instruction": "Name a fruit", "response": "apple"}
 INTERVAL = {"estimate": 0.6, "low": 0.5, "high": 0.7}
+GENERATION = {"id": "p0", "parent": "p0", "variant": "original", "prompt": "Name a fruit", "response": "apple",
+              "words": 1}
 RESULTS = {"schema": SCHEMA, "systems": [{"name": "dpo", "win_rate": INTERVAL, "seeds": [0], "mean_length": 9.0}],
            "reference": {"mean_length": 8.0}, "comparisons": []}
 RUN_CONFIG = {"benchmark": {"name": "mine", "task": "ifeval-lite", "eval": {}}, "preset": "quick", "model": "m",
@@ -72,6 +74,16 @@ def data_build(benchmark: str, source: str, location: str) -> list[str]:
 
 def plan(spec: str = "spec.yaml", *more: str) -> list[str]:
     return ["run", "--benchmark", spec, "--objectives", "dpo", "--plan", *more]
+
+
+def push(run: str, *more: str) -> list[str]:
+    return ["push", run, *(more or ("--repo", "someone/run")), "--dry-run", "out"]
+
+
+# what a finished run holds besides results.json: a trained system (dpo, seed 0) and the rendered report
+TRAINED = {"run/dpo/seed0/adapter/adapter_config.json": "{}", "run/dpo/seed0/adapter/adapter_model.safetensors": b"",
+           "run/dpo/seed0/config.yaml": "lr: 0.1\n"}
+REPORTED = {"run/report.md": "# report\n", "run/report.html": "<p>report</p>\n", "run/leaderboard.csv": "system\n"}
 
 
 def spec_case(id: str, text: str | bytes, *says: str) -> Case:
@@ -209,6 +221,8 @@ CASES = [
     Case("cli-extra-argument", ["benchmarks", "extra"], ("unrecognized arguments: extra",)),
     Case("cli-cache-unknown-kind", ["cache", "clear", "nosuch"], ("unknown cache kind 'nosuch'",)),
     Case("cli-unknown-preset", ["data", "build", "--preset", "quik"], ("unknown preset 'quik'", "did you mean 'quick'")),
+    Case("cli-preset-of-another-benchmark", ["run", "--benchmark", "tldr", "--preset", "full", "--judge", "local:j"],
+         ("tldr.yaml", "unknown preset 'full'", "presets: quick, small, paper, smoke")),
     # --- run directories (prefbench report / compare / eval) ---------------------------------------------
     Case("report-no-results", ["report", "run"], ("run/results.json not found",), {"run/config.yaml": "{}"}),
     Case("report-results-not-json", ["report", "run"], ("run/results.json", "not valid JSON"),
@@ -244,6 +258,39 @@ CASES = [
          {"run/config.yaml": json.dumps(RUN_CONFIG), "run/data/summary.json": '{"pairs": '}),
     Case("eval-prompts-not-json", ["eval", "run"], ("run/data/eval.jsonl", "line 1", "not valid JSON"),
          {"run/config.yaml": json.dumps(RUN_CONFIG), "run/data/eval.jsonl": "{oops\n"}),
+    # --- exports of a run (prefbench export) ---------------------------------------------------------------
+    Case("export-missing-run", ["export", "nosuch", "--format", "csv"], ("run directory nosuch does not exist",)),
+    Case("export-no-results", ["export", "run", "--format", "alpaca_eval"], ("run/results.json not found",),
+         {"run/config.yaml": "{}"}),
+    Case("export-unknown-format", ["export", "run", "--format", "parquet"], ("--format", "invalid choice: 'parquet'")),
+    Case("export-missing-generations", ["export", "run", "--format", "jsonl"],
+         ("run/generations/reference.jsonl not found", "not a finished run"), {"run/results.json": _results()}),
+    Case("export-generations-not-json", ["export", "run", "--format", "alpaca_eval"],
+         ("run/generations/dpo/seed0.jsonl", "line 1", "not valid JSON"),
+         {"run/results.json": _results(), "run/generations/reference.jsonl": _jsonl(GENERATION),
+          "run/generations/dpo/seed0.jsonl": "{oops\n"}),
+    Case("export-generation-without-response", ["export", "run", "--format", "alpaca_eval"],
+         ("run/generations/dpo/seed0.jsonl", "record 1", "no 'response'"),
+         {"run/results.json": _results(), "run/generations/reference.jsonl": _jsonl(GENERATION),
+          "run/generations/dpo/seed0.jsonl": _jsonl({k: v for k, v in GENERATION.items() if k != "response"})}),
+    Case("export-no-judgments", ["export", "run", "--format", "hf-dataset"], ("run/judgments.jsonl not found",),
+         {"run/results.json": _results(), "run/generations/reference.jsonl": _jsonl(GENERATION),
+          "run/generations/dpo/seed0.jsonl": _jsonl(GENERATION)}),
+    # --- Hub sharing of a run (prefbench push) -------------------------------------------------------------
+    Case("push-bad-repo-id", push("run", "--repo", "no-owner"), ("--repo 'no-owner'", "OWNER/NAME"),
+         {"run/results.json": _results()}),
+    Case("push-missing-run", push("nosuch"), ("run directory nosuch does not exist",)),
+    Case("push-not-finished-run", push("run"), ("run/results.json not found",), {"run/config.yaml": "{}"}),
+    Case("push-no-adapter", push("run"), ("run/dpo/seed0/adapter/adapter_config.json not found",
+                                          "no trained adapter for dpo seed 0"), {"run/results.json": _results()}),
+    Case("push-no-adapter-weights", push("run"), ("run/dpo/seed0/adapter", "no adapter_model.safetensors"),
+         {"run/results.json": _results(), "run/dpo/seed0/adapter/adapter_config.json": "{}"}),
+    Case("push-adapter-config-not-json", push("run"), ("run/dpo/seed0/adapter/adapter_config.json", "not valid JSON"),
+         {"run/results.json": _results(), **TRAINED, "run/dpo/seed0/adapter/adapter_config.json": '{"r": '}),
+    Case("push-no-report", push("run"), ("run/report.md not found", "prefbench report run"),
+         {"run/results.json": _results(), **TRAINED}),
+    Case("push-dry-run-into-another-folder", push("run"), ("--dry-run out", "not an earlier dry run"),
+         {"run/results.json": _results(), **TRAINED, **REPORTED, "out/notes.txt": "mine"}),
     # --- judges and their caches ------------------------------------------------------------------------
     Case("judge-cache-corrupt-line", acquire("rows.jsonl", "--cache", "cache.jsonl"), ("cache.jsonl", "row 1"),
          {"rows.jsonl": _jsonl(SFT_ROW, {"instruction": "Name a colour", "response": "red"}),

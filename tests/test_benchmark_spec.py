@@ -16,6 +16,7 @@ from prefbench.benchmark import (
     list_benchmarks,
     load_benchmark,
 )
+from prefbench.benchmark.catalog import benchmark_presets
 from prefbench.benchmark.parse import deep_merge, parse_spec
 
 SPEC_DIR = Path(__file__).parents[1] / "benchmarks"
@@ -122,9 +123,14 @@ def test_checkout_fallback_lists_every_shipped_spec():
 
 def test_benchmarks_table():
     lines = benchmarks_table().splitlines()
-    assert lines[0].split() == ["name", "task", "training", "data", "eval", "prompts", "description"]
+    assert lines[0].split() == ["name", "task", "training", "data", "eval", "prompts", "presets", "description"]
     quick = load_benchmark("ifeval-lite")
     assert lines[2].split()[:6] == ["ifeval-lite", "ifeval-lite", "on-policy,", f"{quick.data.train_prompts}", "prompts",
                                     str(quick.eval.prompts)]
     assert lines[3].startswith("sentiment") and lines[3].endswith(load_benchmark("sentiment").description)
     assert lines[4].split()[:8] == ["tldr", "tldr", "release", "(both,", "8000", "pairs)", "500", "vs"]
+    # each benchmark's own presets (the default first), the ones --preset accepts for it
+    assert "quick | smoke | full" in lines[2] and "quick | small | paper | smoke" in lines[4]
+    for name, line in (("ifeval-lite", lines[2]), ("tldr", lines[4])):
+        for preset in benchmark_presets(name):
+            assert load_benchmark(name, preset).preset == preset and f" {preset} " in line

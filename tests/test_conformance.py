@@ -28,7 +28,9 @@ from prefbench.conformance.golden import build_golden, comparable
 
 pytest_plugins = ["pytester"]
 GOLDEN = load_golden()
-BUILTINS = sorted(o.name for o in list_objectives() if o.source == "built-in" and o.data == "paired")
+# the golden cases hold per-sequence statistics only: no objective that reads token-level ones
+BUILTINS = sorted(o.name for o in list_objectives() if o.source == "built-in" and o.data == "paired"
+                  and not o.statistics)
 GUIDE = Path(__file__).parents[1] / "docs" / "guide.md"
 
 
@@ -122,7 +124,7 @@ def test_golden_file_states_its_format_version_and_cases():
     assert GOLDEN["format_version"] == FORMAT_VERSION == 1
     assert GOLDEN["prefbench_version"] == prefbench.__version__
     assert GOLDEN["objectives_commit"] and GOLDEN["tolerances"] == TOLERANCES
-    assert sorted(GOLDEN["objectives"]) == BUILTINS and len(BUILTINS) == 38
+    assert sorted(GOLDEN["objectives"]) == BUILTINS and len(BUILTINS) == 41
     assert {n for n, o in GOLDEN["objectives"].items() if o["batch_level"]} == {"aot", "aot_unpaired", "beta_dpo",
                                                                               "alpha_dpo"}
     for name, entry in GOLDEN["objectives"].items():

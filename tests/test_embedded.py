@@ -93,10 +93,13 @@ def test_one_objective_of_each_family_runs_to_a_report_grouped_by_family(tmp_pat
     from prefbench.pipeline.run import run
     from prefbench.registry import FAMILIES, get_objective
 
-    chosen = ["dpo", "cdpo", "ipo", "fdpo_js", "apo_zero", "aot", "simpo", "jpo", "kto", "sft"]
+    chosen = ["dpo", "cdpo", "ipo", "fdpo_js", "apo_zero", "aot", "simpo", "jpo", "kto", "sft", "tdpo2", "lipo",
+              "iterative_dpo"]
     assert sorted(get_objective(o).family for o in chosen) == sorted(f for f in FAMILIES if f != "other")
     out = tmp_path / "run"
-    results = run(RunConfig(objectives=chosen, preset="smoke", seeds=[0], output_dir=str(out)))
+    # the smoke preset trains 2 steps: one per round
+    results = run(RunConfig(objectives=chosen, preset="smoke", seeds=[0], output_dir=str(out),
+                            params={"iterative_dpo": {"rounds": 2}}))
     assert {s["name"]: s["family"] for s in results["systems"]} == {o: get_objective(o).family for o in chosen}
     for s in results["systems"]:
         assert s["wins"] + s["ties"] + s["losses"] == results["n_prompts"]

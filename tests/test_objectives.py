@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from prefbench import ObjectiveError, PairLogProbs, UnpairedLogProbs, get_objective, list_objectives
+from prefbench import ListLogProbs, ObjectiveError, PairLogProbs, UnpairedLogProbs, get_objective, list_objectives
 
 LN2 = math.log(2.0)
 
@@ -222,6 +222,29 @@ def random_stats(n, seed, dtype=torch.float64):
     return PairLogProbs(cast(cw), cast(rl), ct, rt, cast(refw), cast(refl), cast(crl), crt)
 
 
+def with_token_statistics(s, seed):
+    """``s`` with the token-level statistics (TOKEN_STATISTICS) that agree with its sums: each side's rows share
+    its summed log-prob out over its tokens unevenly, zero past the count; sequential KLs positive, growing with
+    length."""
+    g = torch.Generator().manual_seed(seed)
+    width = int(max(s.chosen_tokens.max(), s.rejected_tokens.max()))
+
+    def rows(total, tokens):
+        mask = torch.arange(width) < tokens[:, None]
+        weights = torch.rand(len(tokens), width, generator=g, dtype=torch.float64).add(0.5) * mask
+        return (total.double()[:, None] * weights / weights.sum(-1, keepdim=True)).to(total.dtype)
+
+    def kl(tokens):
+        return (0.01 * tokens * torch.rand(len(tokens), generator=g, dtype=torch.float64)).to(s.chosen_logps.dtype)
+
+    return dataclasses.replace(
+        s, chosen_token_logps=rows(s.chosen_logps, s.chosen_tokens),
+        rejected_token_logps=rows(s.rejected_logps, s.rejected_tokens),
+        ref_chosen_token_logps=rows(s.ref_chosen_logps, s.chosen_tokens),
+        ref_rejected_token_logps=rows(s.ref_rejected_logps, s.rejected_tokens),
+        chosen_kl=kl(s.chosen_tokens), rejected_kl=kl(s.rejected_tokens))
+
+
 @pytest.mark.parametrize("name", BUILTINS)
 @pytest.mark.parametrize("n", [1, 3, 17, 256])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
@@ -334,10 +357,14 @@ def test_ipo_minimised_at_target_margin():
 @pytest.mark.parametrize("obj", [o for o in list_objectives() if o.data == "paired"], ids=lambda o: o.name)
 def test_contract(obj):
     s = random_stats(5, seed=5, dtype=torch.float32)
-    leaf = s.chosen_logps.clone().requires_grad_(True)
-    s = PairLogProbs(leaf, *[getattr(s, f) for f in ("rejected_logps", "chosen_tokens", "rejected_tokens",
-                                                      "ref_chosen_logps", "ref_rejected_logps",
-                                                      "chosen_response_logps", "chosen_response_tokens")])
+    if obj.statistics:
+        s = with_token_statistics(s, seed=5)
+        with pytest.raises(ObjectiveError, match="needs the '.*' statistics"):
+            obj(random_stats(5, seed=5, dtype=torch.float32))
+    # the input the loss reads the chosen policy log-prob from: its per-token rows when it declares them
+    field = "chosen_token_logps" if "token_logps" in obj.statistics else "chosen_logps"
+    leaf = getattr(s, field).clone().requires_grad_(True)
+    s = dataclasses.replace(s, **{field: leaf})
     out = obj(s)
     assert out.losses.shape == (5,)
     assert out.chosen_rewards.shape == out.rejected_rewards.shape == (5,)
@@ -377,6 +404,41 @@ def test_contract_unpaired(obj):
     if obj.needs_reference:
         with pytest.raises(ObjectiveError, match="needs reference"):
             obj(UnpairedLogProbs(s.logps.detach(), s.tokens, s.desirable))
+
+
+def random_lists(n, k, seed, dtype=torch.float64):
+    """n lists of 2 … k responses with distinct scores; the entries past a list's end are masked."""
+    g = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(1, 60, (n, k), generator=g)
+    logps = -(0.05 + 2.95 * torch.rand(n, k, generator=g, dtype=torch.float64)) * tokens
+    ref = logps + torch.randn(n, k, generator=g, dtype=torch.float64)
+    mask = torch.arange(k)[None, :] < torch.randint(2, k + 1, (n, 1), generator=g)
+    return ListLogProbs(logps.to(dtype), tokens, torch.rand(n, k, generator=g).double(), mask, ref.to(dtype))
+
+
+@pytest.mark.parametrize("obj", [o for o in list_objectives() if o.data == "listwise"], ids=lambda o: o.name)
+def test_contract_listwise(obj):
+    s = random_lists(5, 4, seed=5, dtype=torch.float32)
+    leaf = s.logps.clone().requires_grad_(True)
+    s = dataclasses.replace(s, logps=leaf)
+    out = obj(s)
+    assert out.losses.shape == out.chosen_rewards.shape == out.rejected_rewards.shape == (5,)
+    assert torch.isfinite(out.losses).all()
+    assert not out.chosen_rewards.requires_grad and not out.rejected_rewards.requires_grad
+    out.losses.sum().backward()
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()
+    assert torch.all(leaf.grad[~s.mask] == 0), "entries past a list's end must not matter"
+    assert obj.span in ("response", "joint") and obj.family == "listwise"
+    assert set(obj.defaults) == set(obj.params)
+    assert obj.summary, "docstring must state the formula on its first line"
+    with pytest.raises(ObjectiveError, match="takes ListLogProbs"):
+        obj(random_stats(3, seed=3))
+    without_ref = ListLogProbs(s.logps.detach(), s.tokens, s.scores, s.mask)
+    if obj.needs_reference:
+        with pytest.raises(ObjectiveError, match="needs reference"):
+            obj(without_ref)
+    else:
+        assert torch.isfinite(obj(without_ref).losses).all()
 
 
 def test_paired_objective_refuses_unpaired_stats():

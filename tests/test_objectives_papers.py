@@ -587,3 +587,43 @@ def test_cpo_and_alphapo_match_trl_called_live():
                                              loss_type="simpo", beta=2.0, simpo_gamma=1.0, alpha=0.25)
     assert get_objective("alphapo")(s).losses.tolist() == pytest.approx(losses.tolist(), rel=1e-12)
     assert get_objective("alphapo")(s).chosen_rewards.tolist() == pytest.approx(chosen_rewards.tolist(), rel=1e-12)
+
+
+# ---------------------------------------------------------------- iterative objectives (tests/test_iterative.py has
+# their rounds): each round's loss is DPO's against the round's reference, which the engine supplies
+
+
+def test_iterative_dpo_and_accelerated_po_hand_derived():
+    """Δ_w = −6 − (−7) = 1, Δ_l = −5 − (−4) = −1, z = 2; β = 0.1: log(1 + e^{−0.2}) = 0.5981388693, rewards
+    ±0.1. For APO the reference in the stats is already the extrapolated one (the engine's), and TR-DPO's is the one in
+    force since its last update (the engine's), so the loss is the same."""
+    s = stats([-6.0], [-5.0], refw=[-7.0], refl=[-4.0])
+    for name in ("iterative_dpo", "accelerated_po", "tr_dpo"):
+        out = get_objective(name)(s)
+        assert out.losses.item() == pytest.approx(0.5981388693, abs=1e-9)
+        assert (out.chosen_rewards.item(), out.rejected_rewards.item()) == pytest.approx((0.1, -0.1))
+
+
+@pytest.mark.parametrize("name", ["iterative_dpo", "accelerated_po"])
+def test_iterative_objectives_are_dpo_per_round(name):
+    """Float64 DPO on random pairs, whatever the rounds and the extrapolation (both act in the run); ln 2 at the
+    reference; shift invariance; gradcheck."""
+    s = random_stats(64, seed=31)
+    extra = {"rounds": 5, **({"extrapolation": 0.6} if name == "accelerated_po" else {})}
+    obj = get_objective(name)
+    z = (s.chosen_logps - s.ref_chosen_logps) - (s.rejected_logps - s.ref_rejected_logps)
+    expected = [softplus(0.3 * zi) for zi in z.tolist()]     # −log σ(0.3 z), written out in float64
+    assert obj(s, beta=0.3, **extra).losses.tolist() == pytest.approx(expected, abs=1e-12)
+    same = with_refs(s, s.chosen_logps, s.rejected_logps)
+    assert obj(same).losses.tolist() == pytest.approx([LN2] * 64, abs=1e-12)
+    c = torch.linspace(-40, 40, 64, dtype=torch.float64)
+    shifted = PairLogProbs(s.chosen_logps + c, s.rejected_logps - c, s.chosen_tokens, s.rejected_tokens,
+                           s.ref_chosen_logps + c, s.ref_rejected_logps - c)
+    assert torch.allclose(obj(s).losses, obj(shifted).losses, atol=1e-10)
+    small = random_stats(4, seed=7)
+
+    def f(cw, rl, refw, refl):
+        return obj(PairLogProbs(cw, rl, small.chosen_tokens, small.rejected_tokens, refw, refl)).losses
+
+    assert torch.autograd.gradcheck(f, tuple(t.clone().requires_grad_(True) for t in (
+        small.chosen_logps, small.rejected_logps, small.ref_chosen_logps, small.ref_rejected_logps)))

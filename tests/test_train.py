@@ -72,10 +72,13 @@ def test_same_config_twice_gives_identical_metrics(tiny_model_dir, prefs, tmp_pa
     assert a == b
 
 
-def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, prefs, tmp_path):
+# tdpo2: its reference forward (eval mode, no gradient) between the policy's forward and its recomputation
+@pytest.mark.parametrize("objective", ["dpo", "tdpo2"])
+def test_gradient_checkpointing_changes_memory_not_the_numbers(tiny_model_dir, prefs, tmp_path, objective):
     """Recomputing activations in backward (dropout masks included) gives the same training run."""
-    plain = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "plain")))
-    recomputed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "ckpt", gradient_checkpointing=True)))
+    plain = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "plain", objective=objective)))
+    recomputed = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "ckpt", objective=objective,
+                                   gradient_checkpointing=True)))
     for a, b in zip(plain, recomputed):
         assert a.keys() == b.keys() and all(a[k] == pytest.approx(b[k], rel=1e-5, abs=1e-6) for k in a)
 
@@ -101,7 +104,8 @@ def test_enable_checkpointing_recomputes_each_layer_in_backward(tiny_model_dir):
     assert forwards_of_layer0_in_one_step() == 2   # once forward, once recomputed for the backward
 
 
-@pytest.mark.parametrize("objective", ["dpo", "kto"])
+# tdpo2: a live reference forward every step, between dropout draws; sampo: its per-pair token draw
+@pytest.mark.parametrize("objective", ["dpo", "kto", "lipo", "tdpo2", "sampo"])
 def test_killed_run_resumes_to_identical_metrics(tiny_model_dir, prefs, tmp_path, monkeypatch, objective):
     full = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "full", objective=objective)))
     import prefbench.engine.trainer as engine
@@ -305,6 +309,15 @@ def test_every_objective_takes_an_optimizer_step(tiny_model_dir, prefs, tmp_path
         zeros, ones = torch.zeros(4, dtype=torch.float64), torch.ones(4, dtype=torch.long)
         at_reference = get_objective(objective)(PairLogProbs(zeros, zeros, ones, ones, zeros, zeros)).losses.mean()
         assert row["loss"] == pytest.approx(at_reference.item(), rel=1e-4)
+    if get_objective(objective).data == "listwise":
+        # each conditional pair is a list of two (a joint pair has two instructions, a list one)
+        summary = json.loads((out / "data.json").read_text())
+        conditional = sum(1 for line in prefs.read_text().splitlines() if '"conditional"' in line)
+        assert summary["lists"] == conditional and summary["responses"] == 2 * conditional
+    if get_objective(objective).family == "token-level":
+        # at step 1 the policy is the reference: every per-token log-ratio (against the cached reference rows) and
+        # every sequential KL (against the live reference forward) is 0, so the loss is ln 2
+        assert row["loss"] == pytest.approx(math.log(2), rel=1e-4)
     if get_objective(objective).data == "unpaired":
         # the pairs split into examples (chosen desirable, rejected undesirable); at the reference KTO's loss is
         # λ(1 − σ(0)) = 1/2 per example, the mismatched sequences' KL being 0 too

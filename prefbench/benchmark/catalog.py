@@ -61,6 +61,12 @@ def load_benchmark(name_or_path: str, preset: str = DEFAULT_PRESET, overrides: d
                       preset, overrides)
 
 
+def benchmark_presets(name: str) -> list[str]:
+    """A shipped spec's presets in the order its unknown-preset error lists them: the default, then the spec's."""
+    doc = parse_yaml(_shipped()[name].read_text(encoding="utf-8"), f"{name}.yaml", BenchmarkError)
+    return list({DEFAULT_PRESET: {}, **(doc.get("presets") or {})})
+
+
 def list_benchmarks(preset: str = DEFAULT_PRESET) -> list[BenchmarkSpec]:
     """Every shipped spec, with ``preset`` applied."""
     return [load_benchmark(name, preset) for name in _shipped()]
@@ -74,8 +80,9 @@ def _data_label(d: DataSettings) -> str:
 
 def benchmarks_table() -> str:
     """The shipped benchmarks as a text table (quick preset), for ``prefbench benchmarks``."""
-    rows = [("name", "task", "training data", "eval prompts", "description")]
-    rows += [(s.name, s.task, _data_label(s.data), f"{s.eval.prompts} vs {s.eval.baseline}", s.description)
-             for s in list_benchmarks()]
+    rows = [("name", "task", "training data", "eval prompts", "presets", "description")]
+    specs = {key: load_benchmark(key) for key in _shipped()}
+    rows += [(s.name, s.task, _data_label(s.data), f"{s.eval.prompts} vs {s.eval.baseline}",
+              " | ".join(benchmark_presets(key)), s.description) for key, s in specs.items()]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     return "\n".join("  ".join([*(c.ljust(w) for c, w in zip(r, widths)), r[-1]]).rstrip() for r in rows)

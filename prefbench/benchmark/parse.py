@@ -35,7 +35,9 @@ from prefbench.util.settings import is_number, quoted_number_hint, typed
 
 # Set per run by the benchmark itself (the generated data, each objective in turn), never shared.
 _RUN_OWNED_TRAIN_KEYS = {"data": "the benchmark builds the data", "objective": "objectives are chosen per run",
-                         "objective_params": "use the top-level objective_params section"}
+                         "objective_params": "use the top-level objective_params section",
+                         **dict.fromkeys(("init_adapter", "extrapolation", "extrapolate_from"),
+                                         "an iterative objective's rounds set it per round")}
 
 _TOP_KEYS = ("name", "task", "description", "model", "seeds", "sft", "data", "eval", "train", "objective_params",
              "sweep", "presets")

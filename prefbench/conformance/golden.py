@@ -138,6 +138,12 @@ HAND_DERIVED = [
      _P + "alpha_dpo_hand_derived"),
     ("cpo", "default", pairs([-4.0], [-6.0], [2], [3]), {}, [2.5981388693], _P + "cpo_hand_derived"),
     ("cpo", "alpha=0", pairs([-4.0], [-6.0], [2], [3]), {"alpha": 0.0}, [0.5981388693], _P + "cpo_hand_derived"),
+    ("iterative_dpo", "z=2", pairs([-6.0], [-5.0], **_Z2), {}, [0.5981388693],
+     _P + "iterative_dpo_and_accelerated_po_hand_derived"),
+    ("accelerated_po", "z=2", pairs([-6.0], [-5.0], **_Z2), {}, [0.5981388693],
+     _P + "iterative_dpo_and_accelerated_po_hand_derived"),
+    ("tr_dpo", "z=2", pairs([-6.0], [-5.0], **_Z2), {}, [0.5981388693],
+     _P + "iterative_dpo_and_accelerated_po_hand_derived"),
 ]
 HAND_TOLERANCE = {"cal_dpo": 1e-6}   # the tests' absolute tolerance on the 10-digit hand values; 1e-9 otherwise
 
@@ -152,6 +158,10 @@ REDUCTIONS = {
     "rpo": ({"alpha": 0.0}, "dpo", {"beta": 0.1}, "random_8"),
     "sft_jpo": ({"alpha": 0.0}, "dpo", {"beta": 0.1}, "random_8"),
     "jpo": ({}, "dpo", {"beta": 0.1}, "random_8"),
+    "tr_dpo": ({}, "dpo", {"beta": 0.1}, "random_8"),     # τ and α act in the engine: the loss is DPO's
+    # rounds and the extrapolated reference act in the run and the engine: each round's loss is DPO's
+    "iterative_dpo": ({}, "dpo", {"beta": 0.1}, "random_8"),
+    "accelerated_po": ({}, "dpo", {"beta": 0.1}, "random_8"),
     "dpo_norm": ({}, "dpo", {"beta": 5.0}, "random_8_one_token"),
     "alphapo": ({"alpha": 0.0}, "simpo", {"beta": 2.0, "gamma": 1.0}, "random_8"),
     "alpha_dpo": ({"alpha": 0.0}, "simpo", {"beta": 2.5, "gamma": 1.5}, "random_8"),
@@ -382,8 +392,10 @@ def build_golden() -> dict:
     inputs = shared_inputs()
     for obj_name, label, values, *_ in HAND_DERIVED:
         inputs[f"hand:{obj_name}:{label}"] = values
+    # the cases are pairs of per-sequence statistics: an objective that also reads token-level ones (TDPO's
+    # sequential KL, SamPO's and LD-DPO's per-token log-probs) has no case here; its own tests cover it
     objectives = {o.name: objective_cases(o, inputs) for o in list_objectives()
-                  if o.source == "built-in" and o.data == "paired"}   # the cases are pairs
+                  if o.source == "built-in" and o.data == "paired" and not o.statistics}
     assert {f"{o}" for o, *_ in HAND_DERIVED} == set(objectives), "every built-in objective has a hand-derived case"
     return {
         "format": FORMAT,

@@ -11,6 +11,9 @@ base model every objective starts from) and scored by the task's judge. Pairs ar
 Everything is cached under ``$PREFBENCH_CACHE/onpolicy/<digest>/`` keyed by model, quantization,
 task, data settings and seed, so a second build (or a second run) only copies files; the folder records its
 key (key.json) and is reused only when it equals the one asked for.
+
+An iterative objective's later rounds build their data the same way from a trained policy (the base model with
+an adapter, keyed by the adapter's content) and a sampling seed of their own, on the same prompts.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from prefbench.engine.adapters import adapter_digest, with_adapter
 from prefbench.engine.generation import GenerationSettings, generate
 from prefbench.engine.models import (
     compute_dtype,
@@ -33,7 +37,7 @@ from prefbench.engine.models import (
     model_fingerprint,
 )
 from prefbench.formats.preferences import write_preferences
-from prefbench.formats.records import PreferenceRecord, make_record
+from prefbench.formats.records import ListRecord, PreferenceRecord, make_record
 from prefbench.tasks import get_task
 from prefbench.tasks.base import TaskPrompt
 from prefbench.util.cache import KEY_FILE, canonical_key, key_digest, stored_key
@@ -100,6 +104,20 @@ def build_pairs(prompts: list[TaskPrompt], answers: list[list[tuple]], data, see
     return cond + joint_pairs(prompts, answers, data.min_gap, data.joint_pairs_per_prompt, seed)
 
 
+def build_lists(prompts: list[TaskPrompt], answers: list[list[tuple]], data) -> list[ListRecord]:
+    """Each prompt's scored samples as one list, for listwise objectives: its distinct non-empty answers (a repeated
+    text counts once; cut-off ones only with ``data.keep_truncated``, as for pairs), when there are two or more and
+    not all of one score (such a list ranks nothing). K is at most ``samples_per_prompt``."""
+    lists = []
+    for prompt, ans in zip(prompts, answers):
+        kept = [a for a in map(_answer, ans) if a.text.strip() and (a.finished or data.keep_truncated)]
+        unique = list({a.text: a for a in kept}.values())
+        if len(unique) >= 2 and len({a.score for a in unique}) > 1:
+            lists.append(ListRecord(prompt.text, tuple(a.text for a in unique), tuple(a.score for a in unique),
+                                    tuple(a.finished for a in unique)))
+    return lists
+
+
 def cache_key(spec, model: str, quantization: str, seed: int) -> dict:
     """What fixes the cached data; the entry records it (key.json) and is reused only for an equal key."""
     ident = {"version": _VERSION, "model": model_fingerprint(model), "quantization": quantization,
@@ -110,14 +128,21 @@ def cache_key(spec, model: str, quantization: str, seed: int) -> dict:
     return ident
 
 
-def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, base_model=None, tokenizer=None) -> dict:
+def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, base_model=None, tokenizer=None,
+               adapter: str | Path | None = None, sample_seed: int | None = None) -> dict:
     """Write ``out_dir/{prompts,samples,train}.jsonl`` and ``summary.json``; returns the summary.
 
     Reuses the on-disk cache when present; otherwise samples with ``base_model`` (loaded here when
-    not given) and fills the cache.
+    not given) and fills the cache. ``adapter``: sample the policy of that adapter on ``base_model`` instead;
+    ``sample_seed``: the seed of the samples and of the joint pairs' draws (default ``seed``, which draws the
+    prompts).
     """
     out_dir = Path(out_dir)
     key = cache_key(spec, model, quantization, seed)
+    if adapter or sample_seed is not None:
+        key |= {"policy": adapter_digest(adapter) if adapter else "base",
+                "sample_seed": seed if sample_seed is None else sample_seed}
+    sample_seed = seed if sample_seed is None else sample_seed
     cached = cache_root() / "onpolicy" / key_digest(key, 20)
     if stored_key(cached) == canonical_key(key) and all((cached / f).exists() for f in DATA_FILES):
         log.info("on-policy data: reused cache %s", cached)
@@ -125,20 +150,25 @@ def build_data(spec, model: str, quantization: str, seed: int, out_dir: Path, ba
         task = get_task(spec.task)
         prompts = task.prompts("train", spec.data.train_prompts, seed)
         t0 = time.perf_counter()
-        if base_model is None:
+        given = base_model is not None
+        if not given:
             base_model = load_inference_model(model, quantization, spec.compute_dtype)
+        # the caller's model stays the base model; one loaded here can take the adapter itself
+        policy = with_adapter(base_model, Path(adapter), copy=given) if adapter else base_model
         tokenizer = tokenizer or load_tokenizer(model, spec.prompt_format)
         settings = GenerationSettings(max_new_tokens=spec.data.max_new_tokens, do_sample=True,
                                       temperature=spec.data.temperature, top_p=spec.data.top_p,
-                                      num_samples=spec.data.samples_per_prompt, seed=seed)
-        completions = generate(base_model, tokenizer, [p.text for p in prompts], settings, desc="sample reference")
+                                      num_samples=spec.data.samples_per_prompt, seed=sample_seed)
+        completions = generate(policy, tokenizer, [p.text for p in prompts], settings,
+                               desc=f"sample {'policy' if adapter else 'reference'}")
         answers = [[Answer(c.text, task.score(p, c.text), c.finished) for c in cs]
                    for p, cs in zip(prompts, completions)]
-        pairs = build_pairs(prompts, answers, spec.data, seed)
+        pairs = build_pairs(prompts, answers, spec.data, sample_seed)
         scores = [a.score for ans in answers for a in ans]
         cut = [a for ans in answers for a in ans if not a.finished]
         summary = {
             "benchmark": spec.name, "task": spec.task, "model": model, "quantization": quantization, "seed": seed,
+            **({"policy": str(adapter), "sample_seed": sample_seed} if "policy" in key else {}),
             "train_prompts": len(prompts), "samples": len(scores),
             "mean_score": sum(scores) / len(scores),
             "success_rate": sum(s >= 1.0 for s in scores) / len(scores),

@@ -7,7 +7,9 @@
   are dropped, and ``max_pairs`` keeps a seeded random sample (the same for every objective).
 
 Either way the stage writes ``train.jsonl`` (prefbench records) and ``summary.json``, whose counts
-:func:`describe` prints.
+:func:`describe` prints. On-policy data also gives ``lists.jsonl``: each prompt's scored samples as one list,
+which listwise objectives (LiPO-λ, PRO) train on instead of pairs (with a dataset source they take its
+conditional pairs as lists of two).
 """
 
 from __future__ import annotations
@@ -16,11 +18,15 @@ import json
 import random
 from pathlib import Path
 
-from prefbench.data.onpolicy import build_data
+from prefbench.data.onpolicy import build_data, build_lists
 from prefbench.formats import human, release
+from prefbench.formats.listwise import write_lists
 from prefbench.formats.preferences import write_preferences
 from prefbench.formats.records import PreferenceRecord
-from prefbench.util.files import atomic_write_text, read_json
+from prefbench.tasks import TaskPrompt
+from prefbench.util.files import atomic_write_text, read_json, read_jsonl
+
+LISTS = "lists.jsonl"
 
 
 def dataset_pairs(spec) -> list[PreferenceRecord]:
@@ -56,11 +62,25 @@ def build_run_data(spec, model: str, quantization: str, seed: int, out_dir: Path
     """The training pairs of ``spec`` into ``out_dir``; returns summary.json's content. A complete
     earlier build in ``out_dir`` is reused."""
     out_dir = Path(out_dir)
-    if (out_dir / "summary.json").exists() and (out_dir / "train.jsonl").exists():
-        return read_json(out_dir / "summary.json")
-    if spec.data.source == "onpolicy":
-        return build_data(spec, model, quantization, seed, out_dir)
-    return build_dataset_data(spec, seed, out_dir)
+    if not ((out_dir / "summary.json").exists() and (out_dir / "train.jsonl").exists()):
+        if spec.data.source == "onpolicy":
+            build_data(spec, model, quantization, seed, out_dir)
+        else:
+            build_dataset_data(spec, seed, out_dir)
+    if spec.data.source == "onpolicy" and not (out_dir / LISTS).exists():
+        write_sample_lists(out_dir, spec.data)
+    return read_json(out_dir / "summary.json")
+
+
+def write_sample_lists(out_dir: Path, data) -> None:
+    """``out_dir/lists.jsonl`` from the on-policy stage's ``prompts.jsonl`` and ``samples.jsonl`` (``data``: the
+    spec's DataSettings); derived here rather than cached with the samples, so a run built before lists existed
+    gets them too."""
+    prompts = [TaskPrompt.from_json(row) for row in read_jsonl(out_dir / "prompts.jsonl")]
+    answers: dict[str, list[tuple]] = {p.id: [] for p in prompts}
+    for row in read_jsonl(out_dir / "samples.jsonl"):
+        answers[row["id"]].append((row["response"], row["score"], row.get("finished", True)))
+    write_lists(build_lists(prompts, [answers[p.id] for p in prompts], data), out_dir / LISTS)
 
 
 def describe(summary: dict) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy as copying
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import torch
 
 from prefbench.engine.models import compute_dtype_of, load_inference_model, load_tokenizer
+from prefbench.util.errors import ConfigError
 from prefbench.util.files import atomic_dir, atomic_write_text
 
 log = logging.getLogger("prefbench")
@@ -57,6 +59,64 @@ def add_lora(model, r: int = 16, alpha: int = 32, dropout: float = 0.05, seed: i
             if isinstance(layer, torch.nn.Dropout):
                 module.lora_dropout[name] = LoRADropout(layer.p)
     return peft_model
+
+
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")   # what fixes the policy an adapter folder is
+
+
+def adapter_digest(adapter: str | Path) -> str:
+    """A digest of an adapter folder's content (its config and weights): what keys values computed with the
+    policy it makes, so a folder rewritten at the same path (a round trained again) is never taken for the old one."""
+    h = hashlib.sha256()
+    for name in ADAPTER_FILES:
+        path = Path(adapter) / name
+        if not path.is_file():
+            raise ConfigError(f"{adapter}: not a PEFT adapter folder ({name} is missing)")
+        h.update(path.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def load_adapter_weights(model, adapter: str | Path) -> None:
+    """Copy the weights of the saved adapter ``adapter`` into ``model``'s LoRA adapter, which must have its rank,
+    scale and layers (an earlier round of the same run's, or any adapter trained with these LoRA settings)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    adapter_digest(adapter)    # both files are there
+    saved = json.loads((Path(adapter) / "adapter_config.json").read_text(encoding="utf-8"))
+    ours = model.peft_config["default"]
+    for name in ("r", "lora_alpha"):
+        if saved.get(name) != getattr(ours, name):
+            raise ConfigError(f"{adapter}: its {name} is {saved.get(name)}, this run's LoRA has {getattr(ours, name)}; "
+                              f"an adapter to start from must have the run's lora_r and lora_alpha")
+    weights = load_file(Path(adapter) / "adapter_model.safetensors")
+    try:
+        loaded = set_peft_model_state_dict(model, weights)
+    except RuntimeError as exc:     # torch's "size mismatch": another base model
+        problem = str(exc).splitlines()[-1].strip()
+        raise ConfigError(f"{adapter}: does not fit this model's adapter ({problem})") from None
+    missing = [k for k in loaded.missing_keys if "lora_" in k]
+    if loaded.unexpected_keys or missing:
+        raise ConfigError(f"{adapter}: adapts other layers than this run's LoRA (e.g. "
+                          f"{(loaded.unexpected_keys or missing)[0]})")
+
+
+@contextlib.contextmanager
+def policy_of(model, adapter: str | Path | None):
+    """``model`` (PEFT-wrapped) computing as the policy ``adapter`` makes: the base model for None or "" (its
+    adapter disabled), else its adapter holding that folder's weights; its own weights are restored after."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    if not adapter:
+        with model.disable_adapter():
+            yield model
+        return
+    own = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    load_adapter_weights(model, adapter)
+    try:
+        yield model
+    finally:
+        set_peft_model_state_dict(model, own)
 
 
 def adapter_compute(model):

@@ -29,7 +29,7 @@ log = logging.getLogger("prefbench")
 CHECKPOINT = "checkpoint"
 ADAPTER = "adapter"
 STATE = "trainer_state.json"             # step, scheduler, optimizer groups and plain state, sha256 of the files
-TENSORS = "trainer_state.safetensors"    # optimizer state tensors and the RNG state
+TENSORS = "trainer_state.safetensors"    # optimizer state tensors, the RNG state, a moving reference's log-probs
 _ADAPTER_WEIGHTS = "adapter_model.safetensors"
 _FORMAT = 1
 
@@ -42,11 +42,15 @@ def is_trained(out: Path) -> bool:
     return (Path(out) / ADAPTER / "adapter_config.json").exists()
 
 
-def save_checkpoint(model, optimizer, scheduler, step: int, out: Path) -> None:
+def save_checkpoint(model, optimizer, scheduler, step: int, out: Path,
+                    reference: dict[str, torch.Tensor] | None = None) -> None:
+    """``reference``: the reference log-probs in force, as named tensors, for a run whose reference moves during
+    training (TR-DPO; :func:`saved_reference` reads them back)."""
     from safetensors.torch import save
 
     optimizer_tensors, optimizer_plain = split_state(optimizer.state_dict())
-    tensors = {**{f"optimizer.{k}": v for k, v in optimizer_tensors.items()}, "rng": torch.get_rng_state()}
+    tensors = {**{f"optimizer.{k}": v for k, v in optimizer_tensors.items()}, "rng": torch.get_rng_state(),
+               **{f"reference.{k}": v for k, v in (reference or {}).items()}}
     with atomic_dir(Path(out) / CHECKPOINT) as tmp:
         model.save_pretrained(tmp)
         data = save(tensors)
@@ -72,11 +76,11 @@ def resume(model, optimizer, scheduler, out: Path, name: str) -> int:
     if set(state["scheduler"]) != set(scheduler.state_dict()):
         raise _refused(folder, f"its scheduler state has the fields {sorted(state['scheduler'])}, this run's "
                                f"{sorted(scheduler.state_dict())}")
-    if any(not k.startswith("optimizer.") for k in tensors):
-        raise _refused(folder, f"{TENSORS} holds tensors other than optimizer state and RNG")
+    if any(not k.startswith(("optimizer.", "reference.")) for k in tensors):
+        raise _refused(folder, f"{TENSORS} holds tensors other than optimizer state, RNG and reference log-probs")
     try:
-        optimizer_state = join_state(optimizer, {k.removeprefix("optimizer."): v for k, v in tensors.items()},
-                                     state["optimizer"])
+        optimizer_state = join_state(optimizer, {k.removeprefix("optimizer."): v for k, v in tensors.items()
+                                                 if k.startswith("optimizer.")}, state["optimizer"])
     except ValueError as exc:                 # a mismatch, which join_state names
         raise _refused(folder, str(exc)) from None
     except (AttributeError, KeyError, TypeError) as exc:
@@ -87,6 +91,14 @@ def resume(model, optimizer, scheduler, out: Path, name: str) -> int:
     torch.set_rng_state(rng)
     log.info("resuming %s from step %d", name, state["step"])
     return state["step"]
+
+
+def saved_reference(out: Path) -> dict[str, torch.Tensor]:
+    """The reference log-probs the last checkpoint in ``out`` saved (``save_checkpoint(reference=...)``), by name;
+    empty when it saved none."""
+    folder = Path(out) / CHECKPOINT
+    tensors = _read_tensors(folder, TENSORS, _read_state(folder))
+    return {k.removeprefix("reference."): v for k, v in tensors.items() if k.startswith("reference.")}
 
 
 def _refused(folder: Path, problem: str) -> CheckpointError:

@@ -44,7 +44,7 @@ class TrainConfig:
     lora_alpha: int = 32
     lora_dropout: float = 0.0           # LoRA dropout costs a third of a step on a CPU (docs/performance.md)
     max_length: int = 512                # tokens per formatted instruction+response; longer ones are truncated and counted
-    batch_size: int = 8                  # pairs per optimizer step
+    batch_size: int = 8                  # pairs per optimizer step (examples, lists: for unpaired, listwise objectives)
     grad_accum: int = 1                  # micro-batches per step (batch_size must divide evenly)
     max_steps: int = 40
     lr: float = 1e-4
@@ -57,6 +57,10 @@ class TrainConfig:
     share_prefixes: bool = True          # a conditional pair's instruction goes through the model once
     max_forward_tokens: int = 1024       # a micro-batch runs in forwards of at most this many tokens (0: one forward):
                                          # activation memory grows with it; the gradient is the same
+    init_adapter: str = ""               # a PEFT adapter folder the policy starts from (and the reference is), e.g. an
+                                         # iterative run's previous round; "" = a fresh LoRA on the base model
+    extrapolation: float = 0.0           # APO's α: the reference is log π_init + α (log π_init − log π_previous) ...
+    extrapolate_from: str = ""           # ... π_previous being this adapter's policy ("" = the base model)
     seed: int = 0
     save_every: int = 10                 # checkpoint interval in steps (a killed run resumes from the last one)
     output_dir: str = "runs/train"
@@ -80,10 +84,20 @@ class TrainConfig:
             raise ConfigError(f"batch_size ({self.batch_size}) must be divisible by grad_accum ({self.grad_accum})")
         if not self.lr > 0:
             raise ConfigError(f"lr must be > 0, got {self.lr}")
+        if not 0 <= self.extrapolation < float("inf"):
+            raise ConfigError(f"extrapolation must be a finite number >= 0, got {self.extrapolation}")
+        if (self.extrapolation or self.extrapolate_from) and not self.init_adapter:
+            raise ConfigError("extrapolation and extrapolate_from move the reference away from the starting policy: "
+                              "set init_adapter too")
         if not all(isinstance(k, str) for k in self.objective_params):
             raise ConfigError(f"objective_params: expected parameter names, got {list(self.objective_params)}")
         # the objective and its hyperparameters are checked here, so a mistake fails before data or a model is read
-        get_objective(self.objective).resolve_params(**self.objective_params)
+        objective = get_objective(self.objective)
+        params = objective.resolve_params(**self.objective_params)
+        if objective.reference_update:
+            from prefbench.engine.reference_update import check_update_params  # (it imports what imports this)
+
+            check_update_params(objective, params)
 
     @property
     def micro_batch(self) -> int:

@@ -1,9 +1,11 @@
 """Training sequences as token ids: every pair's chosen and rejected side, or SFT examples alone, or
-labelled unpaired examples each with its mismatched sequence as the second side."""
+labelled unpaired examples each with its mismatched sequence as the second side, or lists of scored
+responses to one instruction each."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 from dataclasses import dataclass, field
@@ -13,8 +15,8 @@ import torch
 from prefbench.engine.config import TrainingError
 from prefbench.engine.formatting import collate, encode
 from prefbench.engine.logprobs import SequenceLogProbs
-from prefbench.engine.packing import PackedBatch, pack, prompt_length
-from prefbench.formats.records import PreferenceRecord
+from prefbench.engine.packing import PackedBatch, pack, pack_lists, shared_prompt_length
+from prefbench.formats.records import ListRecord, PreferenceRecord
 
 log = logging.getLogger("prefbench")
 
@@ -31,9 +33,23 @@ class EncodedPairs:
     # unpaired data: each example's desirable label; ``chosen`` holds the examples, ``rejected`` their mismatched
     # sequences (the example's prompt, the next example's response), so every pair path serves it unchanged
     labels: list[bool] | None = None
+    # listwise data: each list's responses, a run of consecutive ``chosen`` sequences (``rejected`` is empty), and
+    # their scores. Indices then count lists: a batch of lists holds all their responses
+    lists: list[range] | None = None
+    scores: list[tuple[float, ...]] | None = None
 
     def __len__(self) -> int:
-        return len(self.chosen)
+        return len(self.lists) if self.lists is not None else len(self.chosen)
+
+    def sequences(self, indices: list[int]) -> list[int]:
+        """The ``chosen`` sequences of items ``indices``: the items themselves, or every response of each list."""
+        return list(indices) if self.lists is None else [s for i in indices for s in self.lists[i]]
+
+    def group(self, i: int) -> list[tuple[list[int], list[int]]]:
+        """The sequences of item ``i``: a pair's two sides, an SFT example, or a list's responses."""
+        if self.lists is not None:
+            return [self.chosen[s] for s in self.lists[i]]
+        return [self.chosen[i], self.rejected[i]] if self.paired else [self.chosen[i]]
 
     @property
     def paired(self) -> bool:
@@ -42,22 +58,21 @@ class EncodedPairs:
     def batch(self, indices: list[int], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Chosen sequences first, then rejected, in one padded batch (one forward pass for both)."""
         rejected = [self.rejected[i] for i in indices] if self.paired else []
-        tensors = collate([self.chosen[i] for i in indices] + rejected, pad_id)
+        tensors = collate([self.chosen[s] for s in self.sequences(indices)] + rejected, pad_id)
         return {k: v.to(device) for k, v in tensors.items()}
 
     def packed(self, indices: list[int], joint: bool, share_prefixes: bool) -> PackedBatch:
         """The same sequences as :meth:`batch`, in one padding-free row (:func:`~prefbench.engine.packing.pack`)."""
+        if self.lists is not None:
+            return pack_lists([self.group(i) for i in indices], joint, share_prefixes)
         return pack([self.chosen[i] for i in indices], [self.rejected[i] for i in indices] if self.paired else [],
                     joint, share_prefixes)
 
     def row_tokens(self, i: int, share_prefixes: bool) -> int:
-        """Tokens pair ``i`` puts into a packed row (its instruction once when the two sides share it)."""
-        if not self.paired:
-            return len(self.chosen[i][0])
-        (ids_c, mask_c), (ids_r, mask_r) = self.chosen[i], self.rejected[i]
-        p = prompt_length(mask_c)
-        shared = share_prefixes and p == prompt_length(mask_r) and ids_c[:p] == ids_r[:p]
-        return len(ids_c) + len(ids_r) - (p if shared else 0)
+        """Tokens item ``i`` puts into a packed row (its instruction once when its sequences share it)."""
+        group = self.group(i)
+        shared = shared_prompt_length(group) if share_prefixes else 0
+        return sum(len(ids) for ids, _ in group) - (len(group) - 1) * shared
 
     def forward_chunks(self, indices: list[int], max_tokens: int, share_prefixes: bool) -> list[list[int]]:
         """``indices`` in consecutive runs whose packed rows hold at most ``max_tokens`` tokens each (a pair
@@ -74,8 +89,10 @@ class EncodedPairs:
         return chunks
 
     def tokens(self, indices: list[int]) -> int:
-        """Tokens of the sequences of ``indices`` (both sides of a pair), as in a padded batch without its padding."""
-        return sum(len(side[i][0]) for side in (self.chosen, self.rejected) if side for i in indices)
+        """Tokens of the sequences of ``indices`` (both sides of a pair, every response of a list), as in a padded batch
+        without its padding."""
+        return sum(len(self.chosen[s][0]) for s in self.sequences(indices)) + \
+            sum(len(self.rejected[i][0]) for i in indices if self.paired)
 
     def split(self, stats: SequenceLogProbs) -> tuple[SequenceLogProbs, SequenceLogProbs]:
         """A batch's statistics as (chosen, rejected); without a rejected side both are the one sequence."""
@@ -84,6 +101,9 @@ class EncodedPairs:
     def summary(self) -> dict:
         """What the data holds, for the run's record: pairs (or SFT examples) by kind, sequences cut to
         max_length, and tokens over both sides."""
+        if self.lists is not None:
+            return {"lists": len(self), "responses": len(self.chosen), "truncated_to_max_length": self.truncated,
+                    "tokens": self.tokens(list(range(len(self))))}
         if self.labels is not None:
             return {"examples": len(self), "desirable": sum(self.labels), "undesirable": len(self) - sum(self.labels),
                     "truncated_to_max_length": self.truncated, "tokens": self.tokens(list(range(len(self))))}
@@ -134,6 +154,15 @@ def encode_examples(examples: list, tokenizer, max_length: int) -> EncodedPairs:
     mismatched = [(e.prompt, *items[(i + 1) % n][1:]) for i, e in enumerate(examples)]
     encoded, truncated = _encode_sequences(items + mismatched, tokenizer, max_length)
     return EncodedPairs(encoded[:n], encoded[n:], truncated, labels=[e.desirable for e in examples])
+
+
+def encode_lists(records: list[ListRecord], tokenizer, max_length: int) -> EncodedPairs:
+    """Lists of scored responses, every response of a list in turn (one sequence each)."""
+    items = [(r.prompt, response, finished) for r in records for response, finished in zip(r.responses, r.finished)]
+    encoded, truncated = _encode_sequences(items, tokenizer, max_length)
+    ends = itertools.accumulate(len(r.responses) for r in records)
+    lists = [range(end - len(r.responses), end) for r, end in zip(records, ends)]
+    return EncodedPairs(encoded, [], truncated, lists=lists, scores=[r.scores for r in records])
 
 
 def encode_responses(examples: list, tokenizer, max_length: int) -> EncodedPairs:

@@ -3,12 +3,12 @@
 list of tokens whose log-probabilities the objective needs.
 
 Sequence ``k`` of the result is pair ``k``'s chosen side and ``n_pairs + k`` its rejected side (for
-SFT examples, which have no rejected side, sequence ``k`` is example ``k``), the layout
-:class:`~prefbench.engine.encoding.EncodedPairs` uses. A token at row position ``j`` is predicted by
-the hidden state at ``j - 1``, except a shared pair's rejected answer, whose first token is predicted
-by the instruction's last token (where its own sequence would have it). Each scored token is
-computed once and counted for every sequence that contains it (a shared instruction's tokens count
-for both sides of the joint span).
+SFT examples, which have no rejected side, sequence ``k`` is example ``k``; for lists, the responses of
+each list in turn), the layout :class:`~prefbench.engine.encoding.EncodedPairs` uses. A token at row
+position ``j`` is predicted by the hidden state at ``j - 1``, except a shared pair's rejected answer
+(a shared list's every response after the first), whose first token is predicted by the instruction's
+last token (where its own sequence would have it). Each scored token is computed once and counted for
+every sequence that contains it (a shared instruction's tokens count for every sequence of the joint span).
 """
 
 from __future__ import annotations
@@ -99,13 +99,15 @@ class _Builder:
         ids, mask = sequence
         self.score(seq, self.own(ids, self.c), ids, mask)
 
-    def shared(self, seqs: tuple[int, int], first: Sequence, second: Sequence, p: int) -> None:
-        """``[x a][b]``: the second block sees the instruction ``x`` (after the common start) as its prefix."""
-        (ids_a, mask_a), (ids_b, mask_b) = first, second
+    def shared(self, group: list[tuple[int, Sequence]], p: int) -> None:
+        """``[x a][b][c]…``: every block after the first sees the instruction ``x`` (after the common start) as its
+        prefix. ``group``: (sequence number, sequence) of sequences whose first ``p`` tokens are ``x``."""
+        (seq_a, (ids_a, mask_a)), rest = group[0], group[1:]
         row_a = self.own(ids_a, self.c)
-        self.score(seqs[0], row_a, ids_a, mask_a)
+        self.score(seq_a, row_a, ids_a, mask_a)
         instruction = ((row_a[self.c], p - self.c),) if p > self.c else ()
-        self.score(seqs[1], self.own(ids_b, p, instruction), ids_b, mask_b)
+        for seq_b, (ids_b, mask_b) in rest:
+            self.score(seq_b, self.own(ids_b, p, instruction), ids_b, mask_b)
 
     def build(self, n_sequences: int, shared_pairs: int) -> PackedBatch:
         scored = sorted(self.scored.items(), key=lambda kv: kv[1])
@@ -122,22 +124,42 @@ def pack(chosen: list[Sequence], rejected: list[Sequence], joint: bool, share_pr
     scored, and the joint span is absent. A pair whose two sides start with the same instruction
     tokens shares them, and the instruction start all sequences have in common is computed once, unless
     ``share_prefixes`` is off."""
-    builder = _Builder(joint, _common_start(chosen + rejected) if share_prefixes else [])
-    n_pairs = len(chosen)
-    shared_pairs = 0
-    for k in range(n_pairs):
-        if not rejected:
-            builder.single(k, chosen[k])
-            continue
-        p = prompt_length(chosen[k][1])
-        same = share_prefixes and p == prompt_length(rejected[k][1]) and chosen[k][0][:p] == rejected[k][0][:p]
-        if same and p > 0:
-            builder.shared((k, n_pairs + k), chosen[k], rejected[k], p)
-            shared_pairs += 1
+    n = len(chosen)
+    groups = [[(k, chosen[k]), (n + k, rejected[k])] for k in range(n)] if rejected else \
+        [[(k, sequence)] for k, sequence in enumerate(chosen)]
+    return _pack_groups(groups, joint, share_prefixes)
+
+
+def pack_lists(lists: list[list[Sequence]], joint: bool, share_prefixes: bool = True) -> PackedBatch:
+    """Lists of responses to one instruction each in one row, sequence numbers running through the lists in order;
+    a list's responses share its instruction as a pair's two sides do (``shared_pairs`` then counts lists)."""
+    numbered = iter(range(sum(map(len, lists))))
+    return _pack_groups([[(next(numbered), sequence) for sequence in group] for group in lists], joint,
+                        share_prefixes)
+
+
+def _pack_groups(groups: list[list[tuple[int, Sequence]]], joint: bool, share_prefixes: bool) -> PackedBatch:
+    sequences = [sequence for group in groups for _, sequence in group]
+    builder = _Builder(joint, _common_start(sequences) if share_prefixes else [])
+    shared_groups = 0
+    for group in groups:
+        p = shared_prompt_length([sequence for _, sequence in group]) if share_prefixes else 0
+        if p:
+            builder.shared(group, p)
+            shared_groups += 1
         else:
-            builder.single(k, chosen[k])
-            builder.single(n_pairs + k, rejected[k])
-    return builder.build(2 * n_pairs if rejected else n_pairs, shared_pairs)
+            for seq, sequence in group:
+                builder.single(seq, sequence)
+    return builder.build(len(sequences), shared_groups)
+
+
+def shared_prompt_length(group: list[Sequence]) -> int:
+    """The instruction length of a group of two or more sequences that all start with the same instruction tokens;
+    0 otherwise (nothing to share)."""
+    p = prompt_length(group[0][1])
+    ids_a = group[0][0]
+    same = all(prompt_length(mask) == p and ids[:p] == ids_a[:p] for ids, mask in group[1:])
+    return p if len(group) > 1 and same else 0
 
 
 def _common_start(sequences: list[Sequence]) -> list[int]:

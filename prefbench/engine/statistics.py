@@ -15,6 +15,7 @@ import torch
 from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.encoding import EncodedPairs
 from prefbench.engine.logprobs import SequenceLogProbs, model_sequence_logprobs, packed_sequence_logprobs
+from prefbench.registry import Span
 
 log = logging.getLogger("prefbench")
 
@@ -27,21 +28,27 @@ PACKING_TOLERANCE = 0.1
 class BatchStatistics(torch.nn.Module):
     """``forward(indices)`` -> statistics of those pairs' chosen sequences, then their rejected ones. A
     module, so that data-parallel training wraps exactly the computation that runs. ``joint``: the
-    joint span is needed (else only response tokens are scored, and the joint span is NaN)."""
+    joint span is needed (else only response tokens are scored, and the joint span is NaN).
+    ``statistics``: the token-level statistics (TOKEN_STATISTICS) of ``span`` (``joint`` must then be set for the
+    joint span) to add, for an objective that declares them; none for every other, which computes exactly what it
+    did without them."""
 
-    def __init__(self, model, pairs: EncodedPairs, pad_id: int, joint: bool, packed: bool, share_prefixes: bool):
+    def __init__(self, model, pairs: EncodedPairs, pad_id: int, joint: bool, packed: bool, share_prefixes: bool,
+                 statistics: tuple[str, ...] = (), span: Span = "response"):
         super().__init__()
         self.model = model
         self.pairs, self.pad_id, self.joint = pairs, pad_id, joint
         self.packed, self.share_prefixes = packed, share_prefixes
+        self.statistics, self.span = tuple(statistics), span
 
     def forward(self, indices: list[int]) -> SequenceLogProbs:
         device = next(self.model.parameters()).device
         with adapter_compute(self.model):
             if self.packed:
                 batch = self.pairs.packed(indices, self.joint, self.share_prefixes).to(device)
-                return packed_sequence_logprobs(self.model, batch)
-            return model_sequence_logprobs(self.model, **self.pairs.batch(indices, self.pad_id, device))
+                return packed_sequence_logprobs(self.model, batch, self.statistics, self.span)
+            return model_sequence_logprobs(self.model, **self.pairs.batch(indices, self.pad_id, device),
+                                           statistics=self.statistics, span=self.span)
 
 
 def packing_matches(model, pairs: EncodedPairs, pad_id: int, n: int = 2) -> bool:

@@ -6,7 +6,8 @@ objectives on the same config differ only in the loss. Writes into ``output_dir`
 
     config.yaml         the resolved config
     metrics.jsonl       one line per optimizer step
-    checkpoint/         adapter + optimizer/scheduler/RNG state of the last saved step
+    checkpoint/         adapter + optimizer/scheduler/RNG state of the last saved step (and the reference
+                        log-probs in force, for an objective whose reference moves: TR-DPO)
     adapter/            the final adapter in standard PEFT format, plus fingerprint.json: log-probs
                         of the first pairs (chosen then rejected) under the trained policy
 
@@ -14,6 +15,11 @@ An unpaired objective (``data="unpaired"``: KTO, BCO) trains on labelled example
 example's mismatched sequence (its prompt, the next example's response; KTO's KL reference point) standing
 in the place of a pair's rejected side, so batching, packing, prefix sharing and the reference cache serve it
 unchanged (:func:`~prefbench.engine.encoding.encode_examples`); ``batch_size`` then counts examples.
+A listwise objective (``data="listwise"``: LiPO-λ, PRO) trains on lists of scored responses to one instruction
+(:func:`~prefbench.engine.encoding.encode_lists`): a list's responses go through one packed row sharing the
+instruction, the reference cache holds one value per response, and ``batch_size`` counts lists.
+An objective with ``reference_update`` (TR-DPO) gets the current policy as its reference every ``tau`` steps
+(:mod:`~prefbench.engine.reference_update`); its metrics lines say where (``reference_updated``).
 
 One code path for one process and many: ``train`` runs under an ``accelerate.Accelerator``, a no-op
 wrapper in a plain process (CPU or one GPU). For data-parallel training on N GPUs launch it with
@@ -46,11 +52,11 @@ from typing import Any, Callable
 import torch
 from tqdm.auto import tqdm
 
-from prefbench.engine.adapters import add_lora
+from prefbench.engine.adapters import add_lora, load_adapter_weights
 from prefbench.engine.checkpoint import is_trained, resume, save_adapter, save_checkpoint
 from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
-from prefbench.engine.encoding import EncodedPairs, encode_examples, encode_pairs
-from prefbench.engine.logprobs import SequenceLogProbs, pair_logprobs, unpaired_logprobs
+from prefbench.engine.encoding import EncodedPairs, encode_examples, encode_lists, encode_pairs
+from prefbench.engine.logprobs import SequenceLogProbs, list_logprobs, pair_logprobs, unpaired_logprobs
 from prefbench.engine.models import (
     compute_dtype_of,
     enable_checkpointing,
@@ -58,10 +64,12 @@ from prefbench.engine.models import (
     load_tokenizer,
     model_fingerprint,
 )
-from prefbench.engine.reference import reference_logprobs
+from prefbench.engine.reference import ReferencePolicy, reference_logprobs
+from prefbench.engine.reference_update import ReferenceUpdates
 from prefbench.engine.statistics import BatchStatistics, packing_matches
 from prefbench.formats.preferences import load_preferences
-from prefbench.formats.records import PreferenceRecord, UnpairedExample
+from prefbench.formats.listwise import load_lists
+from prefbench.formats.records import ListRecord, PreferenceRecord, UnpairedExample
 from prefbench.formats.unpaired import load_examples
 from prefbench.registry import Objective, get_objective
 from prefbench.util.files import atomic_write_text
@@ -117,6 +125,9 @@ def train(cfg: TrainConfig) -> Path:
     # the data is read and checked before any tokenizer or model is loaded, so a bad row fails at once; a
     # finished run does not read it again
     trained = is_trained(Path(cfg.output_dir))
+    if get_objective(cfg.objective).data == "listwise":
+        lists = [] if trained else _training_lists(cfg)
+        return fit(cfg, lambda tokenizer: encode_lists(lists, tokenizer, cfg.max_length))
     if get_objective(cfg.objective).data == "unpaired":
         examples = [] if trained else _training_examples(cfg)
         return fit(cfg, lambda tokenizer: encode_examples(examples, tokenizer, cfg.max_length))
@@ -135,6 +146,19 @@ def _training_examples(cfg: TrainConfig) -> list[UnpairedExample]:
     log.info("%s: training on %d examples (%d desirable, %d undesirable) of %s", cfg.objective, len(examples),
              desirable, len(examples) - desirable, cfg.data)
     return examples
+
+
+def _training_lists(cfg: TrainConfig) -> list[ListRecord]:
+    """The lists of ``cfg.data`` (listwise rows), or its conditional pairs as lists of two; a list whose responses
+    all have the same score ranks nothing and is left out."""
+    lists = load_lists(cfg.data, cfg.split)
+    ranked = [r for r in lists if len(set(r.scores)) > 1]
+    if not ranked:
+        raise TrainingError(f"{cfg.data}: no list with two different scores (nor a conditional pair) among its "
+                            f"{len(lists)}; nothing to train {cfg.objective} on")
+    log.info("%s: training on %d lists of %d responses in all (%d lists of equal scores left out) of %s",
+             cfg.objective, len(ranked), sum(len(r.responses) for r in ranked), len(lists) - len(ranked), cfg.data)
+    return ranked
 
 
 def _training_pairs(cfg: TrainConfig) -> list[PreferenceRecord]:
@@ -156,6 +180,11 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     """The engine: ``cfg``'s objective on the sequences ``encoded(tokenizer)`` returns (preference
     pairs, or SFT examples with the ``sft`` objective)."""
     objective = get_objective(cfg.objective)   # it and its hyperparameters were checked with the config
+    if "sequence_kl" in objective.statistics and cfg.init_adapter:
+        # the live reference forward disables the adapter: its KL would be to the base model, not to this policy
+        raise ConfigError(f"{cfg.objective} takes its sequential KL against the base model (the adapter disabled), "
+                          f"so it cannot start from init_adapter's policy as its reference; train it without "
+                          f"init_adapter")
     out = Path(cfg.output_dir)
     cfg.check_output_dir()
     if is_trained(out):
@@ -166,20 +195,26 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.prompt_format)
     pairs = encoded(tokenizer)
-    if not pairs.paired and objective.name != "sft":
+    if not pairs.paired and pairs.lists is None and objective.name != "sft":
         raise ConfigError(f"{cfg.objective} needs preference pairs; SFT data (no rejected response) trains only sft")
     if (pairs.labels is not None) != (objective.data == "unpaired"):
         raise ConfigError(f"{cfg.objective} trains on {objective.data} data, and these sequences are "
                           f"{'unpaired' if pairs.labels is not None else 'not unpaired examples'}")
+    if (pairs.lists is not None) != (objective.data == "listwise"):
+        raise ConfigError(f"{cfg.objective} trains on {objective.data} data, and these sequences are "
+                          f"{'lists' if pairs.lists is not None else 'not lists'}")
     device = str(accelerator.device)
     model = add_lora(load_base_model(cfg.model, cfg.quantization, device, cfg.compute_dtype), cfg.lora_r,
                      cfg.lora_alpha, cfg.lora_dropout, cfg.seed)
+    if cfg.init_adapter:     # a later round of an iterative objective: the policy (and reference) it ended at
+        load_adapter_weights(model, cfg.init_adapter)
     if cfg.gradient_checkpointing:
         enable_checkpointing(model)
     packed = packing_matches(model, pairs, tokenizer.pad_token_id)
     reference = _reference(cfg, objective, model, pairs, tokenizer, accelerator, packed)
     statistics = BatchStatistics(model, pairs, tokenizer.pad_token_id, joint=objective.span == "joint", packed=packed,
-                                 share_prefixes=cfg.share_prefixes)
+                                 share_prefixes=cfg.share_prefixes, statistics=objective.statistics,
+                                 span=objective.span)
     _Loop(cfg, objective, accelerator, model, statistics, reference, share).run(out)
     accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
     return out
@@ -187,13 +222,16 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
 
 def _reference(cfg: TrainConfig, objective: Objective, model, pairs: EncodedPairs, tokenizer, accelerator,
                packed: bool) -> tuple[SequenceLogProbs, SequenceLogProbs] | None:
-    """The cached reference pass, for objectives that read it (SimPO, ORPO, SFT never do: no pass)."""
+    """The cached reference pass, for objectives that read it (SimPO, ORPO, SFT never do: no pass): the initial
+    policy's log-probs (the base model's, or ``init_adapter``'s policy, extrapolated as ``extrapolation`` says)."""
     if not objective.needs_reference:
         return None
+    policy = ReferencePolicy(cfg.init_adapter, cfg.extrapolate_from, cfg.extrapolation)
     # the main process of each machine fills the cache; the others then read it instead of recomputing
     with accelerator.local_main_process_first():
         return reference_logprobs(model, pairs, tokenizer.pad_token_id, reference_key(cfg, model, tokenizer, packed),
-                                  packed)
+                                  packed, policy=policy,
+                                  token_span=objective.span if "token_logps" in objective.statistics else None)
 
 
 def reference_key(cfg: TrainConfig, model, tokenizer, packed: bool) -> dict:
@@ -241,17 +279,28 @@ class _Loop:
             atomic_write_text(metrics_path, "".join(line + "\n" for line in kept))
         self.statistics, optimizer, scheduler = acc.prepare(self.statistics, optimizer, scheduler)
         steps = batch_order(len(self.pairs), cfg)
+        updates = None
+        if self.objective.reference_update:   # TR-DPO: the policy becomes the reference every tau steps
+            updates = ReferenceUpdates(cfg, self.objective.resolve_params(**cfg.objective_params), acc, self.model,
+                                       acc.unwrap_model(self.statistics), steps, self.share,
+                                       0 if self.objective.batch_level else cfg.max_forward_tokens)
+            self.reference = updates.resumed(out, start_step, self.reference)
         self.model.train()
         bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
                    initial=start_step, total=cfg.max_steps, disable=not acc.is_local_main_process)
         with metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
             for step in bar:
+                if updates is not None:
+                    self.reference = updates.at(step, self.reference)
                 record = self.step(step, steps[step], optimizer, scheduler)
+                if updates is not None:
+                    record = updates.marked(record)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
                 if main and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
-                    save_checkpoint(self.model, optimizer, scheduler, step + 1, out)
+                    save_checkpoint(self.model, optimizer, scheduler, step + 1, out,
+                                    reference=None if updates is None else updates.tensors(self.reference))
         if main:
             save_adapter(self.model, self.pairs, self.pad_id, out)
 
@@ -313,6 +362,8 @@ class _Loop:
 
     def forward(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """The objective's summed loss over the pairs ``idx`` and the sums over them of each metric."""
+        if self.pairs.lists is not None:
+            return self.forward_lists(idx)
         chosen, rejected = self.pairs.split(self.statistics(idx))
         ref_c = ref_r = None
         if self.reference is not None:
@@ -335,4 +386,22 @@ class _Loop:
         loss_sum = out.losses.sum()
         sums = torch.stack([loss_sum.detach(), (margin > 0).float().sum(), margin.sum(), span_c.detach().sum(),
                             span_r.detach().sum()]).float().cpu()
+        return loss_sum, sums
+
+    def forward_lists(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` for the lists ``idx``. The metrics compare each list's best-scored response with its
+        worst: accuracy is the share of lists whose best has the higher reward, chosen/rejected_logps are theirs."""
+        pairs = self.pairs
+        responses = self.statistics(idx)
+        ref = None
+        if self.reference is not None:   # both sides of the cache hold the responses (lists have no rejected side)
+            ref = self.reference[0].select(torch.tensor(pairs.sequences(idx))).to(responses.response_logps.device)
+        stats = list_logprobs(self.objective.span, responses, [len(pairs.lists[i]) for i in idx],
+                              [pairs.scores[i] for i in idx], ref)
+        out = self.objective(stats, **self.cfg.objective_params)
+        margin = (out.chosen_rewards - out.rejected_rewards).detach()
+        best, worst = stats.best_and_worst(stats.logps.detach())
+        loss_sum = out.losses.sum()
+        sums = torch.stack([loss_sum.detach(), (margin > 0).float().sum(), margin.sum(), best.sum(),
+                            worst.sum()]).float().cpu()
         return loss_sum, sums

@@ -60,6 +60,21 @@ class UnpairedExample:
     finished: bool = True
 
 
+@dataclass(frozen=True)
+class ListRecord:
+    """K ≥ 2 distinct responses to one instruction with their scores (higher is better; listwise data).
+    ``finished``: as for a preference record's responses, one flag per response."""
+
+    prompt: Prompt
+    responses: tuple[str, ...]
+    scores: tuple[float, ...]
+    finished: tuple[bool, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        row = {"prompt": self.prompt, "completions": list(self.responses), "scores": list(self.scores)}
+        return {**row, "finished": list(self.finished)} if not all(self.finished) else row
+
+
 def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str, finished_w: bool = True,
                 finished_l: bool = True) -> PreferenceRecord:
     """A record whose kind follows from its prompts."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from prefbench.benchmark import BenchmarkSpec, load_benchmark
 from prefbench.benchmark.spec import arm_kinds
+from prefbench.data.stage import LISTS
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.models import EMBEDDED
 from prefbench.engine.sft import merged_model_dir
@@ -139,7 +140,11 @@ def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: s
     """One objective's training at one seed (``lr``: a sweep's learning rate instead of the spec's)."""
     kinds = arm_kinds(spec.data.arm, get_objective(objective).span)
     rate = {"lr": lr} if lr is not None else {}
-    return TrainConfig.from_dict({**spec.train, **rate, "data": str(Path(run_dir) / "data" / "train.jsonl"),
+    # a listwise objective trains on each prompt's scored samples (the data stage's lists), else on conditional
+    # pairs as lists of two
+    listwise = get_objective(objective).data == "listwise" and spec.data.source == "onpolicy"
+    data = Path(run_dir) / "data" / (LISTS if listwise else "train.jsonl")
+    return TrainConfig.from_dict({**spec.train, **rate, "data": str(data),
                                   "pair_kinds": kinds,
                                   "objective": objective,
                                   "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),

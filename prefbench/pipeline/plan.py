@@ -35,7 +35,8 @@ class Work:
     steps: float          # optimizer steps of 8 pairs over every training run, a step on joint pairs counted as
                           # JOINT_STEP conditional ones (no shared instruction: more tokens)
     answers: int          # answers and KL samples over every system
-    samples: int          # on-policy reference samples (0: the data comes from a release, or is cached)
+    samples: int          # on-policy samples: the reference's, and each later round's of an iterative objective
+                          # (0: the data comes from a release, or is cached)
     points: int = 0       # sweep points (trained once each; their steps and answers are in the figures above)
 
 
@@ -46,11 +47,26 @@ REFERENCE_RATES = {"step": 3.0, "answer": 0.19, "sample": 0.24}
 JOINT_STEP = 1.45     # a step on conditional + joint pairs over one on conditional pairs (measured as above)
 
 
+def _step_cost(spec: BenchmarkSpec, objective: str) -> float:
+    """One of the objective's steps in steps of conditional pairs: joint pairs cost JOINT_STEP; lists of up to
+    ``samples_per_prompt`` on-policy answers sharing their instruction about K/2 (at most: lists may be shorter)."""
+    obj = get_objective(objective)
+    if obj.data == "listwise":
+        return spec.data.samples_per_prompt / 2 if spec.data.source == "onpolicy" else 1.0
+    return JOINT_STEP if arm_kinds(spec.data.arm, obj.span) != "conditional" else 1.0
+
+
+def _trains_on(spec: BenchmarkSpec, objective: str) -> str:
+    obj = get_objective(objective)
+    if obj.data == "listwise":
+        return "scored lists" if spec.data.source == "onpolicy" else "conditional pairs as lists"
+    return f"{arm_kinds(spec.data.arm, obj.span)} pairs"
+
+
 def work(cfg: RunConfig, spec: BenchmarkSpec, params: dict | None = None) -> Work:
     """The run's work; with ``cfg.sweep``, the sweep's too (``params``: the objectives' resolved parameters)."""
     train = TrainConfig.from_dict({**spec.train, "data": "-", "objective": "dpo", "output_dir": "-"}, "plan")
-    per_run = {o: train.max_steps * train.batch_size / 8 * (
-        JOINT_STEP if arm_kinds(spec.data.arm, get_objective(o).span) != "conditional" else 1.0) for o in cfg.objectives}
+    per_run = {o: train.max_steps * train.batch_size / 8 * _step_cost(spec, o) for o in cfg.objectives}
     runs = {o: len(cfg.seeds) for o in cfg.objectives}
     e = spec.eval
     subset = min(e.subset_prompts or e.prompts, e.prompts)
@@ -67,6 +83,10 @@ def work(cfg: RunConfig, spec: BenchmarkSpec, params: dict | None = None) -> Wor
         answers += (points + 1) * spec.sweep.validation_prompts + points * spec.sweep.validation_prompts * max(
             1, e.kl_samples)
     samples = spec.data.train_prompts * spec.data.samples_per_prompt if spec.data.source == "onpolicy" else 0
+    # an iterative objective samples the training prompts again in each of its rounds after the first, per seed
+    later_rounds = sum(int(get_objective(o).resolve_params(**(params or {}).get(o, {}))["rounds"]) - 1
+                       for o in cfg.objectives if get_objective(o).iterative)
+    samples *= 1 + later_rounds * len(cfg.seeds)
     return Work(sum(per_run[o] * runs[o] for o in cfg.objectives), answers, samples, points)
 
 
@@ -79,7 +99,7 @@ def plan(cfg: RunConfig, pilot: Path | None = None) -> str:
     lines = [f"plan: {spec.name}, preset {spec.preset}, model {cfg.model} ({cfg.quantization}), judge {cfg.judge}",
              f"objectives: {', '.join(f'{o} {params[o]}' if params[o] else o for o in cfg.objectives)}",
              f"seeds: {', '.join(map(str, cfg.seeds))}; data arm: {d.arm} ("
-             + "; ".join(f"{o}: {arm_kinds(d.arm, get_objective(o).span)} pairs" for o in cfg.objectives) + ")",
+             + "; ".join(f"{o}: {_trains_on(spec, o)}" for o in cfg.objectives) + ")",
              f"data: {d.source}" + (f", {d.train_prompts} prompts x {d.samples_per_prompt} samples of at most "
                                     f"{d.max_new_tokens} tokens" if d.source == "onpolicy" else ""),
              f"training: {len(cfg.objectives) * len(cfg.seeds)} runs of {spec.train.get('max_steps', '?')} steps",
@@ -147,7 +167,7 @@ def _pilot_rates(pilot: Path, results: dict) -> dict[str, float]:
     """Seconds per step, answer and sample in the pilot's own stage timings over the work its results and
     files record (a stage it skipped, e.g. data found in the cache, keeps the reference rate)."""
     # a run copied from a sweep point trained inside the sweep stage, not in the train stage's time
-    steps = sum(t.get("steps", 0) * (JOINT_STEP if t.get("pair_kinds") != "conditional" else 1.0)
+    steps = sum(t.get("steps", 0) * _recorded_step_cost(t)
                 for s in results["systems"] for t in s.get("training") or [] if not t.get("copied_from"))
     answers = sum(len(read_jsonl(f)) for folder in ("generations", "kl") for f in (Path(pilot) / folder).rglob("*.jsonl"))
     samples = (results.get("data") or {}).get("samples", 0)
@@ -159,6 +179,13 @@ def _pilot_rates(pilot: Path, results: dict) -> dict[str, float]:
 
     return {"step": rate("train", steps, "step"), "answer": rate("generate", answers, "answer"),
             "sample": rate("data", samples, "sample")}
+
+
+def _recorded_step_cost(training: dict) -> float:
+    """:func:`_step_cost` of a finished training run, from what it trained on (a list: its mean size over 2)."""
+    if training.get("lists"):
+        return training["responses"] / training["lists"] / 2
+    return JOINT_STEP if training.get("pair_kinds") != "conditional" else 1.0
 
 
 def _minutes(seconds: float) -> str:

@@ -10,7 +10,8 @@ different configuration is refused rather than mixed.
                                        the reference and every objective's starting point
     runs/<name>/data/                  prompts, reference samples with scores, train.jsonl, eval.jsonl
     runs/<name>/sweep/                 with --sweep: each objective's grid on validation prompts (pipeline/sweep.py)
-    runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/)
+    runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/); an iterative objective's
+                                       rounds in round<r>/ beside them, with rounds.json (pipeline/rounds.py)
     runs/<name>/generations/, kl/      answers of every system, KL samples
     runs/<name>/judgments.jsonl, results.json, leaderboard.csv, report.md, report.html, plots/
 """
@@ -28,10 +29,10 @@ from prefbench.data.sft import load_sft_examples
 from prefbench.data.stage import build_run_data, describe
 from prefbench.engine.config import ConfigError
 from prefbench.engine.sft import merged_model_dir, train_sft
-from prefbench.engine.trainer import train
 from prefbench.evaluation.generate import generate_systems
 from prefbench.evaluation.judging import evaluate, judge_info
 from prefbench.evaluation.systems import systems_for
+from prefbench.pipeline.rounds import check_rounds, train_objective
 from prefbench.pipeline.sweep import chosen_points, reuse_point, run_sweep, sweep_points
 from prefbench.pipeline.config import (
     RunConfig,
@@ -77,6 +78,7 @@ def run(cfg: RunConfig) -> dict:
     spec, params = resolve(cfg)
     # fail on a bad judge (and on unreadable eval data, below) before hours of training
     judge = make_run_judge(cfg.judge, spec.make_task(), spec.eval.judge_prompts)
+    check_rounds(cfg, spec, params, Path(cfg.output_dir))
     with run_lock(Path(cfg.output_dir)):
         return _run(cfg, spec, params, judge)
 
@@ -119,7 +121,7 @@ def _run(cfg: RunConfig, spec, params: dict, judge) -> dict:
             settings = train_config(cfg, spec, params, objective, seed, run_dir, lr=rates.get(objective))
             if cfg.sweep:
                 reuse_point(chosen[objective], settings, run_dir, cfg, spec)
-            train(settings)
+            train_objective(settings, spec)   # in rounds for an iterative objective (pipeline/rounds.py)
 
         stage("train", lambda: [timed("train", lambda: train_one(o, s)) for o in cfg.objectives for s in cfg.seeds])
         stage("generate", lambda: timed("generate", lambda: generate_systems(

@@ -27,12 +27,12 @@ import numpy as np
 
 from prefbench.benchmark import BenchmarkSpec, SweepPoint
 from prefbench.engine.config import ConfigError, TrainConfig
-from prefbench.engine.trainer import train
 from prefbench.evaluation.generate import generate_systems
 from prefbench.evaluation.judging import gold_responses, judge_against, judge_info
 from prefbench.evaluation.results import CONFIDENCE, OUTCOMES, prompt_kl
 from prefbench.evaluation.systems import REFERENCE, System, load_generations
 from prefbench.pipeline.config import RunConfig, start_model, train_config
+from prefbench.pipeline.rounds import train_objective
 from prefbench.stats import SweepPoints, frontier_curve, matched_kl, mean_ci
 from prefbench.tasks import TaskPrompt
 from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
@@ -92,7 +92,7 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
         for point in points:
             done += 1
             log.info("sweep: training %s %s (%d of %d)", point.objective, point.name, done, total)
-            train(point_config(cfg, spec, point, run_dir))
+            train_objective(point_config(cfg, spec, point, run_dir), spec)
     systems = [System(REFERENCE)] + [_system(p, spec.sweep.seed) for points in grid.values() for p in points]
     # every validation prompt gets KL samples: the frontier needs each point's KL
     settings = dataclasses.replace(spec.eval, subset_prompts=0, variants=(), kl_samples=max(1, spec.eval.kl_samples))

@@ -1,10 +1,12 @@
-"""The objective API: statistics in (:class:`PairLogProbs`), losses out (:class:`ObjectiveOutput`),
-and the registry that finds objectives by name (built-ins and entry-point plugins alike)."""
+"""The objective API: statistics in (:class:`PairLogProbs`, :class:`UnpairedLogProbs`, :class:`ListLogProbs`),
+losses out (:class:`ObjectiveOutput`), and the registry that finds objectives by name (built-ins and entry-point
+plugins alike)."""
 
 from prefbench.registry.inputs import (
     DATA,
     SPANS,
     TOKEN_STATISTICS,
+    ListLogProbs,
     ObjectiveError,
     ObjectiveOutput,
     PairLogProbs,
@@ -36,6 +38,7 @@ __all__ = [
     "FAMILIES",
     "SPANS",
     "TOKEN_STATISTICS",
+    "ListLogProbs",
     "Objective",
     "ObjectiveError",
     "ObjectiveOutput",

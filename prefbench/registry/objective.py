@@ -21,6 +21,7 @@ from prefbench.registry.inputs import (
     DATA,
     SPANS,
     Data,
+    ListLogProbs,
     ObjectiveError,
     ObjectiveOutput,
     PairLogProbs,
@@ -92,6 +93,13 @@ class Param:
 
 LossFn = Callable[..., ObjectiveOutput]
 
+# The PairLogProbs fields each of TOKEN_STATISTICS fills, given whether the objective reads the reference.
+_STATISTIC_FIELDS: dict[str, Callable[[bool], tuple[str, ...]]] = {
+    "token_logps": lambda reference: ("chosen_token_logps", "rejected_token_logps")
+    + (("ref_chosen_token_logps", "ref_rejected_token_logps") if reference else ()),
+    "sequence_kl": lambda reference: ("chosen_kl", "rejected_kl"),
+}
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -136,15 +144,21 @@ class Objective:
         merged = {**self.defaults, **overrides}
         return {k: self.params[k].check(self.name, k, v) for k, v in merged.items()}
 
-    def __call__(self, stats: PairLogProbs | UnpairedLogProbs, **overrides: object) -> ObjectiveOutput:
+    def __call__(self, stats: PairLogProbs | UnpairedLogProbs | ListLogProbs, **overrides: object) -> ObjectiveOutput:
         params = self.resolve_params(**overrides)
-        expected = UnpairedLogProbs if self.data == "unpaired" else PairLogProbs
+        expected = {"unpaired": UnpairedLogProbs, "listwise": ListLogProbs}.get(self.data, PairLogProbs)
         if not isinstance(stats, expected):
             raise ObjectiveError(f"objective '{self.name}' trains on {self.data} data and takes {expected.__name__}, "
                                  f"got {type(stats).__name__}")
         if self.needs_reference and not stats.has_reference:
-            names = "ref_logps" if self.data == "unpaired" else "ref_chosen_logps/ref_rejected_logps"
+            names = "ref_chosen_logps/ref_rejected_logps" if self.data == "paired" else "ref_logps"
             raise ObjectiveError(f"objective '{self.name}' needs reference log-probs ({names})")
+        for statistic in self.statistics:
+            missing = [name for name in _STATISTIC_FIELDS[statistic](self.needs_reference)
+                       if getattr(stats, name, None) is None]
+            if missing:
+                raise ObjectiveError(f"objective '{self.name}' needs the {statistic!r} statistics "
+                                     f"({', '.join(missing)})")
         out = self.fn(stats.at_least_float32(), **params)
         return ObjectiveOutput(out.losses, out.chosen_rewards.detach(), out.rejected_rewards.detach())
 

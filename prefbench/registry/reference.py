@@ -8,6 +8,16 @@ import inspect
 from prefbench.registry.objective import FAMILIES, Objective, list_objectives
 
 
+# What the engine computes for an objective that declares each of TOKEN_STATISTICS, and what it costs.
+_TOKEN_LEVEL = {
+    "token_logps": "Token-level: reads each span token's log-prob (policy and reference), not only their sums; the "
+                   "reference's are cached with its sums.",
+    "sequence_kl": "Token-level: reads each response's sequential KL, Σ_t KL(π_ref(·|y<t) ‖ π_θ(·|y<t)) over the "
+                   "full vocabulary, which the cached reference cannot give: every forward adds a gradient-free "
+                   "forward of the base model (adapter disabled) on the same batch.",
+}
+
+
 def _defaults(obj: Objective) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in obj.defaults.items()) or "-"
 
@@ -45,6 +55,8 @@ def objectives_markdown() -> str:
         if o.data == "unpaired":
             lines += [("Unpaired: trains on single responses labelled desirable or undesirable; paired data is split "
                        "into examples (each pair's chosen response desirable, its rejected one undesirable)."), ""]
+        if o.statistics:
+            lines += [_TOKEN_LEVEL[s] for s in o.statistics] + [""]
         if o.params:
             lines += ["| parameter | default | valid | meaning |", "|---|---|---|---|"]
             lines += [f"| `{k}` | {p.default:g} | {p.range_text()} | {p.doc} |" for k, p in o.params.items()]

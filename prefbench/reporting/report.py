@@ -126,6 +126,13 @@ def _robustness_table(results: dict) -> str:
     return table(header, rows) if rows else ""
 
 
+def _trained_on(run: dict) -> str:
+    """The pair kinds a system trained on, or for a listwise objective its lists (the pair columns are empty)."""
+    if "lists" in run:
+        return f"{run['lists']:,} lists of {run['responses']:,} answers"
+    return run.get("pair_kinds", DASH)
+
+
 def _training_data(results: dict) -> str:
     """What each system trained on (its data arm's pair kinds, pairs of each kind, steps, tokens) and how many
     of its eval answers were cut at the generation limit."""
@@ -133,7 +140,7 @@ def _training_data(results: dict) -> str:
     runs = {s["name"]: (s.get("training") or [{}])[0] for s in systems}
     if not any("pair_kinds" in run for run in runs.values()):
         return ""
-    rows = [[s["name"], runs[s["name"]].get("pair_kinds", DASH),
+    rows = [[s["name"], _trained_on(runs[s["name"]]),
              *(fmt_number(runs[s["name"]].get(key), 0) for key in ("conditional", "joint", "steps", "tokens_seen")),
              f"{runs[s['name']]['lr']:g}" if runs[s["name"]].get("lr") else DASH,
              fmt_number(s.get("truncated"), 1, 100, "%")] for s in systems]
