@@ -1,5 +1,5 @@
 """Forward+backward time of every registered objective on 256 pairs, or 256 labelled examples for an unpaired
-objective (pytest-benchmark).
+objective, or 256 lists of 4 scored responses for a listwise one (pytest-benchmark).
 
 Run: .venv/bin/python -m pytest perf/bench_objectives.py --benchmark-only
 The loss should be negligible next to one forward pass of the model on the same batch;
@@ -9,7 +9,7 @@ docs/performance.md compares the two.
 import pytest
 import torch
 
-from prefbench import PairLogProbs, UnpairedLogProbs, list_objectives
+from prefbench import ListLogProbs, PairLogProbs, UnpairedLogProbs, list_objectives
 
 N = 256
 
@@ -39,9 +39,23 @@ def make_examples():
                             pairs.rejected_logps.detach(), pairs.ref_rejected_logps, pairs.rejected_tokens)
 
 
+def make_lists(k: int = 4):
+    """256 lists of k responses (the last list entry missing in every other list), with distinct scores in [0, 1]."""
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(20, 200, (N, k), generator=g)
+    logps = (-1.2 * tokens.float()).requires_grad_()
+    mask = torch.ones(N, k, dtype=torch.bool)
+    mask[::2, -1] = False
+    return ListLogProbs(logps, tokens, torch.rand(N, k, generator=g), mask,
+                        logps.detach() + torch.randn(N, k, generator=g))
+
+
+MAKERS = {"paired": make_stats, "unpaired": make_examples, "listwise": make_lists}
+
+
 @pytest.mark.parametrize("obj", list_objectives(), ids=lambda o: o.name)
 def test_objective_forward_backward_256_pairs(benchmark, obj):
-    stats = make_examples() if obj.data == "unpaired" else make_stats()
+    stats = MAKERS[obj.data]()
 
     def step():
         loss = obj(stats).losses.mean()
