@@ -16,7 +16,8 @@ N = 256
 
 def make_stats():
     """256 pairs, with the token-level statistics a token-level objective reads: each side's sum spread evenly over
-    its tokens (rows zero-padded to the longest), and sequential KLs of 0.01 nats per token."""
+    its tokens (rows zero-padded to the longest), sequential KLs of 0.01 nats per token, and scores in [0, 10)
+    with the chosen one higher (ODPO's pair_scores)."""
     g = torch.Generator().manual_seed(0)
     ct, rt = torch.randint(20, 200, (N,), generator=g), torch.randint(20, 200, (N,), generator=g)
     cw, rl = -1.2 * ct.float(), -1.3 * rt.float()
@@ -28,7 +29,8 @@ def make_stats():
 
     return PairLogProbs(cw.requires_grad_(), rl.requires_grad_(), ct, rt, refw, refl, cw.detach() * 0.5, ct // 2 + 1,
                         rows(cw.detach(), ct).requires_grad_(), rows(rl.detach(), rt).requires_grad_(),
-                        rows(refw, ct), rows(refl, rt), (0.01 * ct).requires_grad_(), (0.01 * rt).requires_grad_())
+                        rows(refw, ct), rows(refl, rt), (0.01 * ct).requires_grad_(), (0.01 * rt).requires_grad_(),
+                        chosen_scores=5 + 5 * torch.rand(N, generator=g), rejected_scores=5 * torch.rand(N, generator=g))
 
 
 def make_examples():

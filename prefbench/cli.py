@@ -15,6 +15,9 @@ from prefbench.registry import list_objectives, parse_objective_list
 from prefbench.util.errors import UserError
 
 QUANTIZATION_HELP = "4bit: QLoRA (NF4 base weights); none: plain LoRA"
+REPORT_TO_HELP = ("experiment trackers that also get every optimizer step's metrics (metrics.jsonl stays the record): "
+                  "none, or tensorboard, wandb, mlflow separated by commas (their libraries: pip install "
+                  "'prefbench[trackers]'; mlflow logs to $MLFLOW_TRACKING_URI)")
 
 
 def _logging() -> None:
@@ -78,6 +81,11 @@ CONFIG_HELP = {
     "seed": "seed of the data order, LoRA initialisation and dropout",
     "save_every": "checkpoint interval in steps (a killed run resumes from the last checkpoint)",
     "output_dir": "folder for the adapter, metrics.jsonl and checkpoints",
+    "report_to": REPORT_TO_HELP,
+    "tracker_run": "the tracker run's name (default: <objective>-seed<seed>)",
+    "tracker_group": "what the tracker run is grouped under: the wandb group, the mlflow experiment (default: "
+                     "prefbench); the wandb project is $WANDB_PROJECT, else prefbench",
+    "tracker_dir": "TensorBoard writes to <tracker-dir>/<tracker-run> (default: <output-dir>/tensorboard)",
 }
 
 
@@ -163,8 +171,17 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _executor_option(text: str) -> tuple[str, str]:
+    """``partition=gpu`` -> ("partition", "gpu"); the executor checks the name and the value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise ConfigError(f"--executor-option must look like KEY=VALUE (e.g. partition=gpu), got {text!r}")
+    return key.strip(), value.strip()
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from prefbench.benchmark import parse_set
+    from prefbench.evaluation.served import parse_adapter_names
     from prefbench.pipeline.config import RunConfig
     from prefbench.pipeline.run import run
     from prefbench.reporting.leaderboard import leaderboard_text
@@ -177,9 +194,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     seeds = _seeds(args.seeds) if args.seeds else []
     cfg = RunConfig(objectives=[o for o in args.objectives.split(",") if o.strip()], benchmark=args.benchmark,
                     preset=args.preset, seeds=seeds, model=args.model or "",
-                    quantization=args.quantization, judge=args.judge, params=params,
+                    quantization=args.quantization, judge=args.judge, params=params, report_to=args.report_to,
                     overrides=parse_set(args.set + ([f"data.arm={args.arm}"] if args.arm else [])),
-                    output_dir=args.output_dir or "", sweep=args.sweep)
+                    output_dir=args.output_dir or "", sweep=args.sweep, generator=args.generator or "",
+                    generator_adapters=parse_adapter_names(args.generator_adapters or ""), executor=args.executor,
+                    executor_options=dict(_executor_option(t) for t in args.executor_option))
     if args.plan or args.pilot:
         from prefbench.pipeline.plan import plan
 
@@ -361,10 +380,28 @@ def _add_run_command(sub) -> None:
                    "same: every objective on every pair; conditional: all on conditional pairs; joint-only: "
                    "joint-span objectives on joint pairs)")
     p.add_argument("--output-dir", help="run directory (default runs/<benchmark>-<preset>)")
+    p.add_argument("--report-to", default="none", metavar="TRACKERS", help=REPORT_TO_HELP + ". Each training of the "
+                   "run is one tracker run, <objective>-seed<k>, grouped under the run directory's name; TensorBoard "
+                   "writes to <output-dir>/tensorboard/<objective>-seed<k>")
     p.add_argument("--sweep", action="store_true", help="first tune each objective over the spec's sweep grid (its "
                    "strength parameters x learning rates) on validation prompts apart from the eval prompts, then "
                    "train every seed at the chosen point; adds each objective's win-rate-vs-KL frontier and a "
                    "comparison at matched KL to the report")
+    p.add_argument("--executor", default="local", choices=("local", "ray", "slurm"), help="where the training jobs "
+                   "(objective x seed x sweep point) run: local, one after the other in this process; ray, as tasks "
+                   "of a Ray cluster, one GPU each where it has GPUs (pip install 'prefbench[ray]'); slurm, as SLURM "
+                   "jobs through submitit (pip install 'prefbench[slurm]'). Every job writes into the run directory "
+                   "and, on ray or slurm, logs to job.log in its folder")
+    p.add_argument("--executor-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a setting of the executor (repeatable). ray: address (default: a local cluster), num_cpus, "
+                   "cpus_per_job, gpus_per_job; slurm: cluster (slurm | local), partition, time (minutes), "
+                   "gpus_per_job, cpus_per_job, mem_gb, account, qos")
+    p.add_argument("--generator", metavar="openai:MODEL@BASE_URL", help="ask an OpenAI-compatible server (vLLM, "
+                   "llama.cpp, a hosted API; key from $OPENAI_API_KEY) for the eval answers instead of generating "
+                   "locally: the reference as MODEL, each trained system as the LoRA adapter served as "
+                   "<objective>-seed<k> (the KL is still computed locally; see docs/guide.md)")
+    p.add_argument("--generator-adapters", metavar="NAME=SERVED,...", help="with --generator: the served names of "
+                   "adapters the server does not serve as <objective>-seed<k>, e.g. dpo-seed0=my-dpo-lora")
     p.add_argument("--plan", action="store_true", help="print the resolved settings, the expected time and (with "
                    "--pilot) the detectable differences, and stop without training")
     p.add_argument("--pilot", metavar="RUN", help="with --plan: a finished run of this benchmark whose timings and "

@@ -66,14 +66,17 @@ def copy_tokenizer(source, folder):
 
 @pytest.fixture()
 def prefs(tmp_path):
-    """A small preference file of conditional and joint pairs the tiny model can learn to separate."""
+    """A small preference file of conditional and joint pairs the tiny model can learn to separate, each scored
+    (for objectives that read the scores, ODPO: every pair's scores differ by 7, the others ignore them)."""
     from prefbench.formats.preferences import write_preferences
     from prefbench.formats.records import PreferenceRecord
 
     records = []
     for i in range(6):
-        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional"))
-        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint"))
+        records.append(PreferenceRecord(f"Name fruit {i}", "apple", f"Name fruit {i}", "mountain ocean green", "conditional",
+                                        score_chosen=9.0 - i, score_rejected=2.0 - i))
+        records.append(PreferenceRecord(f"Say a colour {i}", "red", f"Say a place {i}", "ocean blue yellow", "joint",
+                                        score_chosen=7.5, score_rejected=0.5))
     path = tmp_path / "pairs.jsonl"
     write_preferences(records, path)
     return path

@@ -152,6 +152,19 @@ def test_run_options_are_checked_like_the_command_line():
         _nested({"train": 5, "train.lr": 1.0})
 
 
+def test_run_takes_every_option_of_the_command():
+    """A new ``prefbench run`` flag must reach the API too (--plan and --pilot are the command's own: no run)."""
+    import argparse
+    import inspect
+
+    from prefbench.cli import build_parser
+
+    command = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)).choices["run"]
+    python_name = {"param": "params", "set": "overrides", "executor_option": "executor_options"}
+    flags = {python_name.get(a.dest, a.dest) for a in command._actions} - {"help", "plan", "pilot"}
+    assert flags == set(inspect.signature(prefbench.run).parameters)
+
+
 def test_import_prefbench_loads_no_training_judging_or_plotting_library():
     """The registry already needs torch; the API adds nothing heavier to ``import prefbench``."""
     code = ("import sys, prefbench; print(sorted(m for m in ('transformers', 'peft', 'scipy', 'matplotlib', "

@@ -33,9 +33,8 @@ from prefbench.judges import (
     JudgmentCache,
     OpenAICompatibleJudge,
     judge_many,
-    openai_compatible,
 )
-from prefbench.util import files
+from prefbench.util import chat_endpoint, files
 from prefbench.util.runs import RunInUseError, run_lock
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,7 +168,7 @@ def judge_stub(stub):
 def sleeps(monkeypatch):
     """Record the judge's back-off waits instead of sleeping."""
     recorded: list[float] = []
-    monkeypatch.setattr(openai_compatible.time, "sleep", recorded.append)
+    monkeypatch.setattr(chat_endpoint.time, "sleep", recorded.append)
     return recorded
 
 

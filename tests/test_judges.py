@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import torch
@@ -27,11 +25,12 @@ from prefbench.judges import (
     judge_pair,
     judgment_key,
     make_judge,
-    openai_compatible,
     parse_verdict,
     score_outcome,
 )
 from prefbench.tasks.base import TaskPrompt
+from prefbench.util import chat_endpoint
+from tests.chat_stub import ChatStub
 
 KEY_ENV = "PREFBENCH_TEST_JUDGE_KEY"
 KEY = "sk-test-do-not-leak-1234"
@@ -196,44 +195,19 @@ def test_cache_names_a_corrupt_line(tmp_path):
 
 # ---------------------------------------------------------------------------------- HTTP judge (loopback)
 
-class LoopbackServer:
-    """A real ThreadingHTTPServer on 127.0.0.1:0 speaking a minimal /v1/chat/completions.
-
-    It rejects requests without the right Bearer key (401), serves ``script`` replies first
-    (status, headers, body), then answers ``answer`` to everything."""
+class LoopbackServer(ChatStub):
+    """Rejects requests without the right Bearer key (401), then answers ``answer`` to everything (after the
+    ``script`` replies)."""
 
     def __init__(self):
-        self.requests: list[dict] = []
-        self.script: list[tuple[int, dict, str]] = []
         self.answer = "After careful thought: [[A]]"
-        server = self
+        super().__init__(self._reply)
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                server.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                if self.headers.get("Authorization") != f"Bearer {KEY}":
-                    return self._send(401, {}, '{"error": {"message": "invalid api key"}}')
-                if server.script:
-                    return self._send(*server.script.pop(0))
-                reply = {"choices": [{"index": 0, "message": {"role": "assistant", "content": server.answer}}]}
-                self._send(200, {}, json.dumps(reply))
-
-            def _send(self, status, headers, text):
-                data = text.encode()
-                self.send_response(status)
-                for name, value in {"Content-Type": "application/json", **headers}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-        threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+    def _reply(self, request: dict):
+        if request["auth"] != f"Bearer {KEY}":
+            return 401, {}, '{"error": {"message": "invalid api key"}}'
+        return 200, {}, json.dumps({"choices": [{"index": 0, "message": {"role": "assistant",
+                                                                          "content": self.answer}}]})
 
 
 @pytest.fixture
@@ -241,15 +215,14 @@ def server(monkeypatch):
     monkeypatch.setenv(KEY_ENV, KEY)
     srv = LoopbackServer()
     yield srv
-    srv.httpd.shutdown()
-    srv.httpd.server_close()
+    srv.close()
 
 
 @pytest.fixture
 def sleeps(monkeypatch):
     """Record the judge's back-off waits instead of sleeping."""
     recorded: list[float] = []
-    monkeypatch.setattr(openai_compatible.time, "sleep", recorded.append)
+    monkeypatch.setattr(chat_endpoint.time, "sleep", recorded.append)
     return recorded
 
 

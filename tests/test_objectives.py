@@ -225,7 +225,7 @@ def random_stats(n, seed, dtype=torch.float64):
 def with_token_statistics(s, seed):
     """``s`` with the token-level statistics (TOKEN_STATISTICS) that agree with its sums: each side's rows share
     its summed log-prob out over its tokens unevenly, zero past the count; sequential KLs positive, growing with
-    length."""
+    length; pair scores in [0, 10), the chosen one higher."""
     g = torch.Generator().manual_seed(seed)
     width = int(max(s.chosen_tokens.max(), s.rejected_tokens.max()))
 
@@ -237,12 +237,17 @@ def with_token_statistics(s, seed):
     def kl(tokens):
         return (0.01 * tokens * torch.rand(len(tokens), generator=g, dtype=torch.float64)).to(s.chosen_logps.dtype)
 
+    # the scores from a generator of their own, so the token statistics are those drawn before scores existed
+    scores = torch.rand(2, len(s.chosen_tokens), generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    rejected = 5 * scores[0]
     return dataclasses.replace(
         s, chosen_token_logps=rows(s.chosen_logps, s.chosen_tokens),
         rejected_token_logps=rows(s.rejected_logps, s.rejected_tokens),
         ref_chosen_token_logps=rows(s.ref_chosen_logps, s.chosen_tokens),
         ref_rejected_token_logps=rows(s.ref_rejected_logps, s.rejected_tokens),
-        chosen_kl=kl(s.chosen_tokens), rejected_kl=kl(s.rejected_tokens))
+        chosen_kl=kl(s.chosen_tokens), rejected_kl=kl(s.rejected_tokens),
+        chosen_scores=rejected + 0.1 + 4.9 * scores[1],
+        rejected_scores=rejected)
 
 
 @pytest.mark.parametrize("name", BUILTINS)

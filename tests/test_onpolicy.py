@@ -86,6 +86,10 @@ def test_build_data_writes_files_and_reuses_the_cache(tiny_model_dir, tmp_path, 
     finished = {s["response"].strip(): s["finished"] for s in samples}
     assert all(r.chosen_finished == finished[r.response_chosen] and r.rejected_finished == finished[r.response_rejected]
                for r in records)
+    # each pair carries the judge's scores of its two answers (ODPO's offset reads them in a run)
+    score = {s["response"].strip(): s["score"] for s in samples}
+    assert all((r.score_chosen, r.score_rejected) == (score[r.response_chosen], score[r.response_rejected])
+               for r in records)
 
     def no_sampling(*a, **k):
         raise AssertionError("the cache should have been used")

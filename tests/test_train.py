@@ -314,6 +314,9 @@ def test_every_objective_takes_an_optimizer_step(tiny_model_dir, prefs, tmp_path
         summary = json.loads((out / "data.json").read_text())
         conditional = sum(1 for line in prefs.read_text().splitlines() if '"conditional"' in line)
         assert summary["lists"] == conditional and summary["responses"] == 2 * conditional
+    if objective == "odpo":
+        # at the reference z = 0 and every pair's scores differ by 7: −log σ(−α log 7) = log(1 + 7) at α = 1
+        assert row["loss"] == pytest.approx(math.log(8), rel=1e-4)
     if get_objective(objective).family == "token-level":
         # at step 1 the policy is the reference: every per-token log-ratio (against the cached reference rows) and
         # every sequential KL (against the live reference forward) is 0, so the loss is ln 2

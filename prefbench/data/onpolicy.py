@@ -47,7 +47,9 @@ from prefbench.util.runs import cache_root
 log = logging.getLogger("prefbench")
 
 DATA_FILES = ("prompts.jsonl", "samples.jsonl", "train.jsonl", "summary.json")
-_VERSION = 5  # bump when pairing or sampling changes, so old caches are not reused (5: per-row streams)
+# bump when pairing or sampling changes, so old caches are not reused (5: per-row streams; 6: pairs carry the
+# judge's scores, which ODPO reads)
+_VERSION = 6
 
 
 class Answer(NamedTuple):
@@ -65,13 +67,14 @@ def _answer(values: tuple) -> Answer:
 def conditional_pairs(prompt: TaskPrompt, answers: list[tuple], min_gap: float, max_pairs: int
                       ) -> list[PreferenceRecord]:
     """Best against worst, second best against second worst, ... while the gap holds (``answers``: Answer
-    tuples; a repeated text counts once)."""
+    tuples; a repeated text counts once). Each pair records its two answers' scores."""
     unique = sorted({a.text: a for a in map(_answer, answers) if a.text.strip()}.values(), key=lambda a: -a.score)
     pairs = []
     lo, hi = 0, len(unique) - 1
     while lo < hi and len(pairs) < max_pairs and unique[lo].score - unique[hi].score >= min_gap:
         best, worst = unique[lo], unique[hi]
-        pairs.append(make_record(prompt.text, best.text, prompt.text, worst.text, best.finished, worst.finished))
+        pairs.append(make_record(prompt.text, best.text, prompt.text, worst.text, best.finished, worst.finished,
+                                 best.score, worst.score))
         lo, hi = lo + 1, hi - 1
     return pairs
 
@@ -89,7 +92,8 @@ def joint_pairs(prompts: list[TaskPrompt], answers: list[list[tuple]], min_gap: 
                           if a.text.strip() and b.text.strip() and a.score - b.score >= min_gap]
             if candidates:
                 a, b = rng.choice(candidates)
-                pairs.append(make_record(prompts[i].text, a.text, prompts[j].text, b.text, a.finished, b.finished))
+                pairs.append(make_record(prompts[i].text, a.text, prompts[j].text, b.text, a.finished, b.finished,
+                                         a.score, b.score))
     return pairs
 
 

@@ -93,6 +93,12 @@ def resume(model, optimizer, scheduler, out: Path, name: str) -> int:
     return state["step"]
 
 
+def checkpoint_step(out: Path) -> int:
+    """The step of the last checkpoint in ``out`` (the one :func:`resume` restores), 0 without one."""
+    folder = Path(out) / CHECKPOINT
+    return _read_state(folder)["step"] if folder.is_dir() else 0
+
+
 def saved_reference(out: Path) -> dict[str, torch.Tensor]:
     """The reference log-probs the last checkpoint in ``out`` saved (``save_checkpoint(reference=...)``), by name;
     empty when it saved none."""
@@ -158,11 +164,21 @@ def _restore_adapter(model, weights: dict[str, torch.Tensor], folder: Path) -> N
                                f"{loaded.unexpected_keys[0]}")
 
 
+def _sort_target_modules(path: Path) -> None:
+    """PEFT writes ``target_modules`` from a set, in an order that changes with each process's hash seed; sorted
+    (in PEFT's own layout: indent 2, sorted keys), one adapter gives one file in every process."""
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+        atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
+
+
 def save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
     """The final adapter, with a fingerprint to check that it reproduces the trained policy when
     reloaded onto the base in the same compute dtype; the checkpoint is no longer needed then."""
     with atomic_dir(Path(out) / ADAPTER) as tmp:
         model.save_pretrained(tmp)
+        _sort_target_modules(tmp / "adapter_config.json")
         model.eval()
         fp_pairs = list(range(min(4, len(pairs))))
         with torch.no_grad(), adapter_compute(model):

@@ -12,6 +12,7 @@ from typing import Any
 
 from prefbench.engine.formatting import PROMPT_FORMATS
 from prefbench.engine.models import EMBEDDED
+from prefbench.engine.tracking import parse_report_to
 from prefbench.registry import get_objective
 from prefbench.util.errors import ConfigError, UserError
 from prefbench.util.files import atomic_write_text
@@ -63,6 +64,12 @@ class TrainConfig:
     extrapolate_from: str = ""           # ... π_previous being this adapter's policy ("" = the base model)
     seed: int = 0
     save_every: int = 10                 # checkpoint interval in steps (a killed run resumes from the last one)
+    report_to: str = "none"              # trackers that also get every step's metrics (engine/tracking.py): none,
+                                         # or tensorboard, wandb, mlflow, comma-separated; metrics.jsonl is the record
+    tracker_run: str = ""                # the tracker run's name ("" = <objective>-seed<seed>)
+    tracker_group: str = ""              # what it is grouped under: wandb's group, mlflow's experiment ("" = prefbench)
+    tracker_dir: str = ""                # TensorBoard writes to <tracker_dir>/<tracker_run> ("" = <output_dir>/
+                                         # tensorboard)
     output_dir: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -89,6 +96,7 @@ class TrainConfig:
         if (self.extrapolation or self.extrapolate_from) and not self.init_adapter:
             raise ConfigError("extrapolation and extrapolate_from move the reference away from the starting policy: "
                               "set init_adapter too")
+        parse_report_to(self.report_to)
         if not all(isinstance(k, str) for k in self.objective_params):
             raise ConfigError(f"objective_params: expected parameter names, got {list(self.objective_params)}")
         # the objective and its hyperparameters are checked here, so a mistake fails before data or a model is read
@@ -107,9 +115,10 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     def identity(self) -> dict[str, Any]:
-        """The settings that define the numbers a run produces (not where it writes or how often it saves)."""
+        """The settings that define the numbers a run produces (not where it writes, how often it saves or which
+        trackers also get its metrics)."""
         d = self.to_dict()
-        for key in ("output_dir", "save_every"):
+        for key in ("output_dir", "save_every", "report_to", "tracker_run", "tracker_group", "tracker_dir"):
             d.pop(key)
         return d
 

@@ -34,7 +34,8 @@ class EncodedPairs:
     # sequences (the example's prompt, the next example's response), so every pair path serves it unchanged
     labels: list[bool] | None = None
     # listwise data: each list's responses, a run of consecutive ``chosen`` sequences (``rejected`` is empty), and
-    # their scores. Indices then count lists: a batch of lists holds all their responses
+    # their scores. Indices then count lists: a batch of lists holds all their responses.
+    # Pairs: each pair's (chosen, rejected) scores when every pair has them (ODPO reads them), else None
     lists: list[range] | None = None
     scores: list[tuple[float, ...]] | None = None
 
@@ -141,7 +142,9 @@ def encode_pairs(records: list[PreferenceRecord], tokenizer, max_length: int) ->
     items = [(r.prompt_chosen, r.response_chosen, r.chosen_finished) for r in records] + \
             [(r.prompt_rejected, r.response_rejected, r.rejected_finished) for r in records]
     encoded, truncated = _encode_sequences(items, tokenizer, max_length)
-    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated, [r.kind for r in records])
+    scores = [(r.score_chosen, r.score_rejected) for r in records] if all(r.scored for r in records) else None
+    return EncodedPairs(encoded[:len(records)], encoded[len(records):], truncated, [r.kind for r in records],
+                        scores=scores)
 
 
 def encode_examples(examples: list, tokenizer, max_length: int) -> EncodedPairs:

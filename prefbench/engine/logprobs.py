@@ -404,10 +404,12 @@ def pair_logprobs(
     rejected: SequenceLogProbs,
     ref_chosen: SequenceLogProbs | None = None,
     ref_rejected: SequenceLogProbs | None = None,
+    scores: Tensor | None = None,
 ) -> PairLogProbs:
     """Assemble an objective's input for its span; the chosen response's own stats ride along for NLL terms, and
     the token-level statistics the sides carry (the reference's rows cut to the policy's width: the reference
-    holds rows as wide as the longest sequence of the whole data)."""
+    holds rows as wide as the longest sequence of the whole data). ``scores`` ([B, 2]): each pair's chosen and
+    rejected scores, for an objective that reads them ("pair_scores")."""
     chosen_logps, chosen_tokens = chosen.span(span)
     rejected_logps, rejected_tokens = rejected.span(span)
 
@@ -431,6 +433,8 @@ def pair_logprobs(
         ref_rejected_token_logps=rows(ref_rejected, rejected),
         chosen_kl=chosen.kl,
         rejected_kl=rejected.kl,
+        chosen_scores=None if scores is None else scores[:, 0],
+        rejected_scores=None if scores is None else scores[:, 1],
     )
 
 

@@ -20,6 +20,7 @@ from prefbench.engine.adapters import merge_and_save
 from prefbench.engine.checkpoint import ADAPTER, is_trained
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.encoding import encode_responses
+from prefbench.engine.tracking import require_trackers
 from prefbench.engine.trainer import fit
 from prefbench.formats.records import SFTExample
 
@@ -36,6 +37,7 @@ def train_sft(cfg: TrainConfig, load_examples: Callable[[], list[SFTExample]]) -
     Both steps are skipped when their output exists."""
     if cfg.objective != "sft" or cfg.objective_params:
         raise ConfigError(f"an SFT config trains objective 'sft' without parameters, got {cfg.objective!r}")
+    require_trackers(cfg.report_to)
     target = merged_model_dir(cfg.output_dir)
     if (target / "config.json").exists() and is_trained(Path(cfg.output_dir)):
         log.info("SFT model already merged: %s", target)

@@ -20,6 +20,8 @@ A listwise objective (``data="listwise"``: LiPO-λ, PRO) trains on lists of scor
 instruction, the reference cache holds one value per response, and ``batch_size`` counts lists.
 An objective with ``reference_update`` (TR-DPO) gets the current policy as its reference every ``tau`` steps
 (:mod:`~prefbench.engine.reference_update`); its metrics lines say where (``reference_updated``).
+An objective that reads the pairs' scores (``pair_scores``: ODPO) gets each batch's with its statistics; every pair
+it trains on must carry them, which is checked while the data is read.
 
 One code path for one process and many: ``train`` runs under an ``accelerate.Accelerator``, a no-op
 wrapper in a plain process (CPU or one GPU). For data-parallel training on N GPUs launch it with
@@ -67,8 +69,9 @@ from prefbench.engine.models import (
 from prefbench.engine.reference import ReferencePolicy, reference_logprobs
 from prefbench.engine.reference_update import ReferenceUpdates
 from prefbench.engine.statistics import BatchStatistics, packing_matches
-from prefbench.formats.preferences import load_preferences
+from prefbench.engine.tracking import Trackers, require_trackers
 from prefbench.formats.listwise import load_lists
+from prefbench.formats.preferences import load_preferences
 from prefbench.formats.records import ListRecord, PreferenceRecord, UnpairedExample
 from prefbench.formats.unpaired import load_examples
 from prefbench.registry import Objective, get_objective
@@ -98,15 +101,17 @@ def batch_order(n_pairs: int, cfg: TrainConfig) -> list[list[int]]:
     return [order[s * cfg.batch_size:(s + 1) * cfg.batch_size] for s in range(cfg.max_steps)]
 
 
-def _accelerator():
-    """The accelerator for this run (process group, device, mixed precision from ``accelerate launch``)."""
+def _accelerator(trackers: list | None = None):
+    """The accelerator for this run (process group, device, mixed precision from ``accelerate launch``), with the
+    experiment trackers it logs to (accelerate's tracker objects: ``Trackers.instances``)."""
     from accelerate import Accelerator
     from accelerate.utils import DataLoaderConfiguration
 
     # split_batches: each step's batch is the global one, divided among the processes, so the prepared
     # scheduler steps once per optimizer step (not once per process); cpu: without CUDA keep to the
     # CPU as load_base_model always did (no MPS/XPU)
-    return Accelerator(cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True))
+    return Accelerator(cpu=not torch.cuda.is_available(), dataloader_config=DataLoaderConfiguration(split_batches=True),
+                       log_with=trackers or None)
 
 
 def process_share(cfg: TrainConfig, num_processes: int) -> int:
@@ -122,6 +127,7 @@ def train(cfg: TrainConfig) -> Path:
     ``output_dir/checkpoint``."""
     if not cfg.data:
         raise ConfigError("no training data: set 'data' (a .jsonl/.json/.parquet file or a datasets name)")
+    require_trackers(cfg.report_to)
     # the data is read and checked before any tokenizer or model is loaded, so a bad row fails at once; a
     # finished run does not read it again
     trained = is_trained(Path(cfg.output_dir))
@@ -164,6 +170,8 @@ def _training_lists(cfg: TrainConfig) -> list[ListRecord]:
 def _training_pairs(cfg: TrainConfig) -> list[PreferenceRecord]:
     """The pairs of ``cfg.data`` that ``cfg.pair_kinds`` selects."""
     records = load_preferences(cfg.data, cfg.split)
+    if "pair_scores" in get_objective(cfg.objective).statistics:
+        _check_pair_scores(cfg, records)
     counts = f"{sum(r.kind == 'conditional' for r in records)} conditional, " \
              f"{sum(r.kind == 'joint' for r in records)} joint"
     if cfg.pair_kinds != "all":
@@ -174,6 +182,22 @@ def _training_pairs(cfg: TrainConfig) -> list[PreferenceRecord]:
     log.info("%s: training on %d pairs (%s pairs) of %s (%s)", cfg.objective, len(records), cfg.pair_kinds,
              cfg.data, counts)
     return records
+
+
+def _check_pair_scores(cfg: TrainConfig, records: list[PreferenceRecord]) -> None:
+    """An objective that reads the pairs' scores (ODPO) needs both on every pair it trains on, the chosen
+    response's not below the rejected one's (such a pair contradicts its own preference)."""
+    for n, r in enumerate(records, 1):
+        if cfg.pair_kinds not in ("all", r.kind):
+            continue
+        if not r.scored:
+            raise TrainingError(f"{cfg.data}: pair {n} has no score_chosen/score_rejected, and {cfg.objective} "
+                                f"reads each pair's scores; train it on scored pairs (TRL/UltraFeedback-binarized "
+                                f"rows with scores, or a prefbench run's on-policy pairs)")
+        if r.score_chosen < r.score_rejected:
+            raise TrainingError(f"{cfg.data}: pair {n}: score_chosen ({r.score_chosen:g}) is below score_rejected "
+                                f"({r.score_rejected:g}); {cfg.objective} needs the chosen response scored at "
+                                f"least as high")
 
 
 def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
@@ -190,7 +214,9 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     if is_trained(out):
         log.info("%s is already trained (%s/adapter)", cfg.objective, out)
         return out
-    accelerator = _accelerator()
+    require_trackers(cfg.report_to)
+    trackers = Trackers(cfg, out)
+    accelerator = _accelerator(trackers.instances)
     share = process_share(cfg, accelerator.num_processes)  # fail on an uneven split before loading anything
     torch.manual_seed(cfg.seed)
     tokenizer = load_tokenizer(cfg.model, cfg.prompt_format)
@@ -215,7 +241,7 @@ def fit(cfg: TrainConfig, encoded: Callable[[Any], EncodedPairs]) -> Path:
     statistics = BatchStatistics(model, pairs, tokenizer.pad_token_id, joint=objective.span == "joint", packed=packed,
                                  share_prefixes=cfg.share_prefixes, statistics=objective.statistics,
                                  span=objective.span)
-    _Loop(cfg, objective, accelerator, model, statistics, reference, share).run(out)
+    _Loop(cfg, objective, accelerator, model, statistics, reference, share, trackers).run(out)
     accelerator.wait_for_everyone()  # every process returns once the adapter is on disk
     return out
 
@@ -260,6 +286,7 @@ class _Loop:
     statistics: BatchStatistics
     reference: tuple[SequenceLogProbs, SequenceLogProbs] | None
     share: int
+    trackers: Trackers
 
     def run(self, out: Path) -> None:
         cfg, acc = self.cfg, self.accelerator
@@ -286,9 +313,9 @@ class _Loop:
                                        0 if self.objective.batch_level else cfg.max_forward_tokens)
             self.reference = updates.resumed(out, start_step, self.reference)
         self.model.train()
-        bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
-                   initial=start_step, total=cfg.max_steps, disable=not acc.is_local_main_process)
-        with metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
+        with self.trackers.running(acc), metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
+            bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
+                       initial=start_step, total=cfg.max_steps, disable=not acc.is_local_main_process)
             for step in bar:
                 if updates is not None:
                     self.reference = updates.at(step, self.reference)
@@ -297,6 +324,7 @@ class _Loop:
                     record = updates.marked(record)
                 metrics_file.write(json.dumps(record) + "\n")
                 metrics_file.flush()
+                self.trackers.log(acc, record)
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['accuracy']:.2f}")
                 if main and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.max_steps:
                     save_checkpoint(self.model, optimizer, scheduler, step + 1, out,
@@ -371,7 +399,11 @@ class _Loop:
             ref_c, ref_r = (r.select(ix).to(chosen.response_logps.device) for r in self.reference)
         labels = self.pairs.labels
         if labels is None:
-            stats = pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r)
+            scores = None
+            if "pair_scores" in self.objective.statistics:   # present on every pair: checked before training
+                scores = torch.tensor([self.pairs.scores[i] for i in idx], dtype=torch.float32,
+                                      device=chosen.response_logps.device)
+            stats = pair_logprobs(self.objective.span, chosen, rejected, ref_c, ref_r, scores)
         else:
             # an unpaired batch: "chosen" are the examples, "rejected" their mismatched sequences
             desirable = torch.tensor([labels[i] for i in idx], device=chosen.response_logps.device)

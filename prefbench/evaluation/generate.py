@@ -7,6 +7,11 @@ writes ``generations/<system>.jsonl`` (greedy answers by default) and, for adapt
 (KL to the reference on policy samples of the original prompts, decoded in the same batches as the
 answers, :mod:`prefbench.engine.kl`). A system whose files exist is skipped, so a killed stage resumes
 at the system it was on.
+
+With a served generator (``--generator``, :mod:`prefbench.evaluation.served`) the server writes the answers and
+the KL samples; the KL itself is still computed here, on those samples, from one forward each of the local
+policy and reference (:func:`prefbench.engine.kl.text_kl`): the model is local anyway, for training. Only
+adapters need it: a stage left with the reference alone loads no model.
 """
 
 from __future__ import annotations
@@ -15,9 +20,11 @@ import logging
 from pathlib import Path
 
 from prefbench.engine.adapters import with_adapter
+from prefbench.engine.formatting import PLAIN_TEMPLATE, is_plain
 from prefbench.engine.generation import GenerationSettings, generate, generate_groups
-from prefbench.engine.kl import response_kl
+from prefbench.engine.kl import response_kl, text_kl
 from prefbench.engine.models import load_inference_model, load_tokenizer
+from prefbench.evaluation.served import CACHE_FILE, GenerationCache, ServedGenerator
 from prefbench.evaluation.systems import System, generations_path, kl_path
 from prefbench.tasks.base import TaskPrompt
 from prefbench.util.files import write_jsonl
@@ -30,28 +37,36 @@ KL_SLICE = 64
 
 
 def generate_systems(run_dir: Path, systems: list[System], prompts: list[TaskPrompt], eval_settings, model: str,
-                     quantization: str, seed: int, dtype: str = "float32", prompt_format: str = "auto") -> None:
+                     quantization: str, seed: int, dtype: str = "float32", prompt_format: str = "auto",
+                     generator: ServedGenerator | None = None) -> None:
     """Write the generations (and KL estimates) of every system that lacks them; ``dtype`` is the compute
-    dtype the systems were trained in, ``prompt_format`` the prompt format they were trained on."""
+    dtype the systems were trained in, ``prompt_format`` the prompt format they were trained on; ``generator``:
+    the server that answers instead of the local model."""
     todo = [s for s in systems if not _complete(run_dir, s)]
     if not todo:
         return
     tokenizer = load_tokenizer(model, prompt_format)
-    reference = load_inference_model(model, quantization, dtype)
+    local = generator is None or any(s.objective is not None for s in todo)
+    reference = load_inference_model(model, quantization, dtype) if local else None
     greedy = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=eval_settings.do_sample,
                                 seed=seed)
     # samples at temperature 1 from the policy itself: the distribution the KL is about
     sampled = GenerationSettings(max_new_tokens=eval_settings.max_new_tokens, do_sample=True,
                                  num_samples=eval_settings.kl_samples, seed=seed, keep_logits=True)
     originals = [p for p in prompts if p.variant == "original"][:eval_settings.subset_prompts or None]
+    cache = GenerationCache(Path(run_dir) / CACHE_FILE) if generator is not None else None
     for system in todo:
         policy = reference if system.objective is None else with_adapter(reference, system.adapter(run_dir))
         texts = [p.text for p in prompts]
-        if system.objective is None:
-            answers = generate(policy, tokenizer, texts, greedy, desc=f"generate {system.name}")
+        if generator is not None:
+            answers, kl_rows = _served(generator, system, policy, reference, tokenizer, texts, greedy, originals,
+                                       sampled, cache)
+        elif system.objective is None:
+            answers, kl_rows = generate(policy, tokenizer, texts, greedy, desc=f"generate {system.name}"), []
         else:
             answers, kl_rows = _answers_and_kl(policy, reference, tokenizer, texts, greedy, originals, sampled,
                                                system.name)
+        if system.objective is not None:
             write_jsonl(kl_path(run_dir, system), kl_rows)
         write_jsonl(generations_path(run_dir, system), [
             {"system": system.name, "id": p.id, "parent": p.parent or p.id, "variant": p.variant, "prompt": p.text,
@@ -77,6 +92,19 @@ def _answers_and_kl(policy, reference, tokenizer, texts: list[str], greedy, orig
         kls = response_kl(reference, tokenizer, [p.text for p, _ in flat], [s for _, s in flat])
         rows += [{"id": p.id, "sample": s.text, "finished": s.finished, "kl": k} for (p, s), k in zip(flat, kls)]
     return answers, rows
+
+
+def _served(generator: ServedGenerator, system: System, policy, reference, tokenizer, texts: list, greedy,
+            originals: list[TaskPrompt], sampled, cache: GenerationCache):
+    """The server's answers and, for an adapter, KL rows on the server's samples (the KL computed locally)."""
+    template = PLAIN_TEMPLATE if is_plain(tokenizer) else None
+    answers = generator.generate(system, texts, greedy, cache, template)
+    if system.objective is None:
+        return answers, []
+    samples = generator.generate(system, [p.text for p in originals], sampled, cache, template)
+    flat = [(p, s) for p, ss in zip(originals, samples) for s in ss]
+    kls = text_kl(policy, reference, tokenizer, [p.text for p, _ in flat], [(s.content, s.finished) for _, s in flat])
+    return answers, [{"id": p.id, "sample": s.text, "finished": s.finished, "kl": k} for (p, s), k in zip(flat, kls)]
 
 
 def _complete(run_dir: Path, system: System) -> bool:

@@ -5,7 +5,6 @@ listwise rows (``prompt``/``completions``/``scores``, optional ``finished``), fr
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,10 @@ from prefbench.formats.records import (
     as_object,
     prompt_field,
     require,
+    score_field,
     text_field,
 )
 from prefbench.util.files import write_jsonl
-
-
-def _score(value: Any, source: str, row: int, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise DataError(source, row, field, f"expected a finite number, got {value!r}")
-    return float(value)
 
 
 def _list_field(raw: dict, key: str, source: str, row: int) -> list:
@@ -58,7 +52,8 @@ def _prefbench_list(raw: dict, source: str, row: int) -> ListRecord:
     for i, flag in enumerate(finished):
         if not isinstance(flag, bool):
             raise DataError(source, row, f"finished[{i}]", f"expected true or false, got {flag!r}")
-    entries = [(_assistant_reply(text, source, row, f"completions[{i}]"), _score(score, source, row, f"scores[{i}]"),
+    entries = [(_assistant_reply(text, source, row, f"completions[{i}]"),
+                score_field(score, source, row, f"scores[{i}]"),
                 flag) for i, (text, score, flag) in enumerate(zip(completions, scores, finished))]
     return _record(prompt, entries, source, row)
 
@@ -76,7 +71,7 @@ def _ultrafeedback_list(raw: dict, source: str, row: int) -> ListRecord:
             if completion.get(key) is None:
                 raise DataError(source, row, f"{field}.{key}", "is missing")
         entries.append((text_field(completion["response"], source, row, f"{field}.response"),
-                        _score(completion["overall_score"], source, row, f"{field}.overall_score"), True))
+                        score_field(completion["overall_score"], source, row, f"{field}.overall_score"), True))
     return _record(prompt, entries, source, row)
 
 

@@ -14,6 +14,7 @@ from prefbench.formats.records import (
     flag_field,
     make_record,
     messages_field,
+    pair_scores,
     prompt_field,
     require,
     text_field,
@@ -40,7 +41,8 @@ def _prefbench_row(raw: dict, source: str, row: int) -> PreferenceRecord:
                       text_field(raw["response_chosen"], source, row, "response_chosen"),
                       prompt_field(raw["prompt_rejected"], source, row, "prompt_rejected"),
                       text_field(raw["response_rejected"], source, row, "response_rejected"),
-                      flag_field(raw, source, row, "chosen_finished"), flag_field(raw, source, row, "rejected_finished"))
+                      flag_field(raw, source, row, "chosen_finished"), flag_field(raw, source, row, "rejected_finished"),
+                      *pair_scores(raw, source, row))
     if "kind" in raw and raw["kind"] != rec.kind:
         raise DataError(source, row, "kind", f"says '{raw['kind']}' but the prompts make it '{rec.kind}'")
     return rec
@@ -52,19 +54,21 @@ def _release_row(raw: dict, source: str, row: int) -> PreferenceRecord:
 
 
 def _trl_row(raw: dict, source: str, row: int) -> PreferenceRecord:
-    """Explicit or implicit prompt, strings or messages."""
+    """Explicit or implicit prompt, strings or messages; the scores of UltraFeedback-binarized-style rows
+    (``score_chosen``/``score_rejected``) when present."""
     require(raw, ("chosen", "rejected"), source, row)
+    scores = pair_scores(raw, source, row)
     if "prompt" in raw and raw["prompt"] is not None:
         prompt = prompt_field(raw["prompt"], source, row, "prompt")
         return make_record(prompt, _assistant_reply(raw["chosen"], source, row, "chosen"),
-                           prompt, _assistant_reply(raw["rejected"], source, row, "rejected"))
+                           prompt, _assistant_reply(raw["rejected"], source, row, "rejected"), True, True, *scores)
     chosen = messages_field(raw["chosen"], source, row, "chosen")
     rejected = messages_field(raw["rejected"], source, row, "rejected")
     if len(chosen) < 2 or chosen[:-1] != rejected[:-1]:
         raise DataError(source, row, "rejected",
                         "without a 'prompt' field, chosen and rejected must be conversations sharing every message but the last")
     return make_record(chosen[:-1], _assistant_reply(chosen, source, row, "chosen"),
-                       rejected[:-1], _assistant_reply(rejected, source, row, "rejected"))
+                       rejected[:-1], _assistant_reply(rejected, source, row, "rejected"), True, True, *scores)
 
 
 def parse_row(raw: Any, source: str, row: int) -> PreferenceRecord:

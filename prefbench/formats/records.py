@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal, Union
 
@@ -26,7 +27,9 @@ class PreferenceRecord:
     ``kind`` is ``conditional`` when both prompts are identical, ``joint`` when they differ
     (a cross-instruction preference, as in JPO/DOVE). A response that was cut at a generation limit
     rather than ended by its writer is marked unfinished, so training never scores an end-of-turn
-    token after it (the files carry ``*_finished: false`` only for those).
+    token after it (the files carry ``*_finished: false`` only for those). ``score_chosen``/``score_rejected``:
+    the two responses' scores (a judge's or a reward model's, higher is better) when the data has them, both or
+    neither (the files carry them only then).
     """
 
     prompt_chosen: Prompt
@@ -36,9 +39,17 @@ class PreferenceRecord:
     kind: Literal["conditional", "joint"]
     chosen_finished: bool = True
     rejected_finished: bool = True
+    score_chosen: float | None = None
+    score_rejected: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not (k.endswith("_finished") and v)}
+        return {k: v for k, v in asdict(self).items()
+                if not (k.endswith("_finished") and v) and not (k.startswith("score_") and v is None)}
+
+    @property
+    def scored(self) -> bool:
+        """Both responses' scores are known."""
+        return self.score_chosen is not None and self.score_rejected is not None
 
 
 @dataclass(frozen=True)
@@ -76,10 +87,30 @@ class ListRecord:
 
 
 def make_record(prompt_w: Prompt, resp_w: str, prompt_l: Prompt, resp_l: str, finished_w: bool = True,
-                finished_l: bool = True) -> PreferenceRecord:
+                finished_l: bool = True, score_w: float | None = None, score_l: float | None = None
+                ) -> PreferenceRecord:
     """A record whose kind follows from its prompts."""
     kind = "conditional" if prompt_w == prompt_l else "joint"
-    return PreferenceRecord(prompt_w, resp_w, prompt_l, resp_l, kind, finished_w, finished_l)
+    return PreferenceRecord(prompt_w, resp_w, prompt_l, resp_l, kind, finished_w, finished_l, score_w, score_l)
+
+
+def score_field(value: Any, source: str, row: int, field: str) -> float:
+    """A finite number (a response's score)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise DataError(source, row, field, f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def pair_scores(raw: dict, source: str, row: int) -> tuple[float | None, float | None]:
+    """A pair row's optional ``score_chosen``/``score_rejected``: both numbers, or neither (absent or null)."""
+    given = [key for key in ("score_chosen", "score_rejected") if raw.get(key) is not None]
+    if not given:
+        return None, None
+    if len(given) == 1:
+        other = "score_rejected" if given == ["score_chosen"] else "score_chosen"
+        raise DataError(source, row, other, "is missing (give both scores of the pair, or neither)")
+    return (score_field(raw["score_chosen"], source, row, "score_chosen"),
+            score_field(raw["score_rejected"], source, row, "score_rejected"))
 
 
 def flag_field(raw: dict, source: str, row: int, field: str, default: bool = True) -> bool:

@@ -1,12 +1,14 @@
-"""A JSONL cache of single judge calls, keyed by a content hash, so re-runs cost nothing.
+"""JSONL caches of single server calls, keyed by a content hash, so re-runs cost nothing.
 
-One line per call (one order of one pair): ``{"key", "judge", "winner", "raw"}``. The key is the
-sha256 of the judge's identity (kind, model, endpoint, decoding settings — never an API key), the
-template, the instruction and the two responses in the order shown, so changing any of them asks
-again and nothing else does. Lines are appended and flushed one at a time rather than rewritten
-atomically: a run killed mid-way keeps every verdict it paid for, and the only damage a crash can
-do is a half-written last line, which loading drops. A write that fails (a full disk) takes back
-the part of its line that did reach the file.
+:class:`KeyedCache` is the file: one line per call, ``{"key", ...}``, appended and flushed one at a
+time rather than rewritten atomically: a run killed mid-way keeps every answer it paid for, and the
+only damage a crash can do is a half-written last line, which loading drops. A write that fails (a
+full disk) takes back the part of its line that did reach the file.
+
+:class:`JudgmentCache` holds a judge's verdicts, one line per call (one order of one pair):
+``{"key", "judge", "winner", "raw"}``. The key is the sha256 of the judge's identity (kind, model,
+endpoint, decoding settings — never an API key), the template, the instruction and the two responses
+in the order shown, so changing any of them asks again and nothing else does.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hashlib
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_args
 
@@ -29,13 +32,17 @@ def judgment_key(identity: dict[str, Any], template: str, instruction: str, firs
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-class JudgmentCache:
-    """Verdicts by key, loaded from ``path`` (created on first write); safe to share between threads."""
+class KeyedCache:
+    """Values by key, loaded from ``path`` (created on first write); safe to share between threads. ``value``
+    reads a line's value (raising ValueError, KeyError or TypeError for a line that is not one); ``kind`` names
+    the cache in errors."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, kind: str, value: Callable[[dict[str, Any]], Any]):
         self.path = Path(path)
+        self.kind = kind
+        self._value = value
         self._lock = threading.Lock()
-        self._entries: dict[str, Verdict] = {}
+        self._entries: dict[str, Any] = {}
         if self.path.exists():
             self._load()
 
@@ -54,7 +61,7 @@ class JudgmentCache:
             try:
                 self._add(json.loads(line))
             except (ValueError, KeyError, TypeError, RecursionError) as e:
-                raise DataError(str(self.path), lineno, None, f"not a judgment cache line ({e!r}); fix or delete the "
+                raise DataError(str(self.path), lineno, None, f"not a {self.kind} line ({e!r}); fix or delete the "
                                                               "line, or point the cache elsewhere") from None
         tail = data[complete_end:]
         if not tail.strip():
@@ -70,17 +77,16 @@ class JudgmentCache:
                 f.truncate(complete_end)
 
     def _add(self, entry: dict[str, Any]) -> None:
-        if entry["winner"] not in _WINNERS or not isinstance(entry["raw"], str):
-            raise ValueError(f"winner {entry['winner']!r} (A, B, tie or null) with raw text expected")
-        self._entries[entry["key"]] = Verdict(winner=entry["winner"], raw=entry["raw"])
+        self._entries[entry["key"]] = self._value(entry)
 
-    def get(self, key: str) -> Verdict | None:
+    def get(self, key: str) -> Any:
         with self._lock:
             return self._entries.get(key)
 
-    def put(self, key: str, judge_name: str, verdict: Verdict) -> None:
-        line = json.dumps({"key": key, "judge": judge_name, "winner": verdict.winner, "raw": verdict.raw},
-                          ensure_ascii=False) + "\n"
+    def _append(self, entry: dict[str, Any], value: Any) -> None:
+        """Write ``entry`` (a line holding ``"key"``) and remember its ``value``."""
+        key = entry["key"]
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("ab", buffering=0) as f:   # unbuffered: nothing left to flush after a failure
@@ -94,10 +100,26 @@ class JudgmentCache:
                     # a full disk can take part of the line: cut it off, or the next line would be glued to it
                     f.truncate(start)
                     raise
-            self._entries[key] = verdict
+            self._entries[key] = value
 
     def __len__(self) -> int:
         return len(self._entries)
 
     def __contains__(self, key: str) -> bool:
         return key in self._entries
+
+
+def _verdict(entry: dict[str, Any]) -> Verdict:
+    if entry["winner"] not in _WINNERS or not isinstance(entry["raw"], str):
+        raise ValueError(f"winner {entry['winner']!r} (A, B, tie or null) with raw text expected")
+    return Verdict(winner=entry["winner"], raw=entry["raw"])
+
+
+class JudgmentCache(KeyedCache):
+    """A judge's verdicts by :func:`judgment_key`."""
+
+    def __init__(self, path: str | Path):
+        super().__init__(path, "judgment cache", _verdict)
+
+    def put(self, key: str, judge_name: str, verdict: Verdict) -> None:
+        self._append({"key": key, "judge": judge_name, "winner": verdict.winner, "raw": verdict.raw}, verdict)

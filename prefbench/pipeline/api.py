@@ -18,7 +18,9 @@ def run(*, objectives: Sequence[str] | str | None = None, benchmark: str = "ifev
         seeds: Sequence[int] | None = None, model: str | None = None, quantization: str = "4bit",
         judge: str = "gold", params: Mapping[str, Mapping[str, float]] | None = None,
         overrides: Mapping[str, Any] | None = None, arm: str | None = None, output_dir: str | Path | None = None,
-        sweep: bool = False) -> Results:
+        sweep: bool = False, report_to: str = "none", generator: str = "",
+        generator_adapters: Mapping[str, str] | None = None, executor: str = "local",
+        executor_options: Mapping[str, Any] | None = None) -> Results:
     """The whole comparison, as ``prefbench run`` does it: data, training (every objective × seed), generation,
     judging, statistics and the report, each stage skipped where the run directory already holds it.
 
@@ -26,7 +28,10 @@ def run(*, objectives: Sequence[str] | str | None = None, benchmark: str = "ifev
     jpo, sft_jpo), ``seeds`` (default: the preset's), ``model`` (default: the benchmark's, else the embedded
     SmolLM2), ``params`` for ``--param`` as ``{"dpo": {"beta": 0.2}}``, ``overrides`` for ``--set`` as
     ``{"train.max_steps": 50}`` or ``{"train": {"max_steps": 50}}``, ``arm`` for ``--arm``, ``output_dir``
-    (default ``runs/<benchmark>-<preset>``). Returns the run's results, read back from its ``results.json``."""
+    (default ``runs/<benchmark>-<preset>``), ``report_to`` for ``--report-to`` (``"tensorboard,wandb"``),
+    ``generator`` and ``generator_adapters`` for ``--generator`` and ``--generator-adapters`` as
+    ``{"dpo-seed0": "my-lora"}``, ``executor`` and ``executor_options`` for ``--executor`` and
+    ``--executor-option`` as ``{"partition": "gpu"}``. Returns the run's results, read back from its ``results.json``."""
     from prefbench.pipeline.config import RunConfig
     from prefbench.pipeline.run import run as run_pipeline
 
@@ -38,7 +43,9 @@ def run(*, objectives: Sequence[str] | str | None = None, benchmark: str = "ifev
     cfg = RunConfig(**({"objectives": list(objectives)} if objectives is not None else {}), benchmark=benchmark,
                     preset=preset, seeds=_seeds(seeds), model=model or "", quantization=quantization, judge=judge,
                     params={name: dict(values) for name, values in (params or {}).items()}, overrides=settings,
-                    output_dir=str(output_dir or ""), sweep=sweep)
+                    output_dir=str(output_dir or ""), sweep=sweep, report_to=report_to, generator=generator,
+                    generator_adapters=dict(generator_adapters or {}), executor=executor,
+                    executor_options={k: str(v) for k, v in (executor_options or {}).items()})
     run_pipeline(cfg)
     return load_results(cfg.output_dir)
 

@@ -12,6 +12,8 @@ from prefbench.data.stage import LISTS
 from prefbench.engine.config import ConfigError, TrainConfig
 from prefbench.engine.models import EMBEDDED
 from prefbench.engine.sft import merged_model_dir
+from prefbench.engine.tracking import parse_report_to
+from prefbench.evaluation.served import ServedGenerator
 from prefbench.judges import make_judge
 from prefbench.judges.templates import get_judge_prompts
 from prefbench.registry import get_objective
@@ -36,6 +38,11 @@ class RunConfig:
     overrides: dict = field(default_factory=dict)  # benchmark settings over the preset (--set data.location=...)
     output_dir: str = ""               # default runs/<benchmark>-<preset>
     sweep: bool = False                # tune each objective on validation prompts first (the spec's sweep section)
+    report_to: str = "none"            # trackers every training also logs to: none | tensorboard,wandb,mlflow
+    generator: str = ""                # openai:MODEL@URL: a server writes the eval answers (evaluation/served.py)
+    generator_adapters: dict[str, str] = field(default_factory=dict)  # <objective>-seed<k> -> the served name
+    executor: str = "local"            # where the training jobs run: local | ray | slurm (pipeline/executors.py)
+    executor_options: dict[str, str] = field(default_factory=dict)   # --executor-option KEY=VALUE
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -47,6 +54,10 @@ class RunConfig:
         self.params = {get_objective(k).name: v for k, v in self.params.items()}
         if not self.output_dir:
             self.output_dir = f"runs/{Path(self.benchmark).stem}-{self.preset}"
+        parse_report_to(self.report_to)
+        if self.generator_adapters and not self.generator:
+            raise ConfigError("--generator-adapters names the adapters a server serves; give the server with "
+                              "--generator openai:MODEL@BASE_URL")
 
 
 def resolve(cfg: RunConfig) -> tuple[BenchmarkSpec, dict[str, dict[str, float]]]:
@@ -76,7 +87,8 @@ def _identity(cfg: RunConfig, spec: BenchmarkSpec) -> dict:
     skip = ("source", "seeds") if cfg.sweep else ("source", "seeds", "sweep")
     bench = {k: v for k, v in spec.to_dict().items() if k not in skip}
     return {"benchmark": bench, "preset": cfg.preset, "model": cfg.model, "quantization": cfg.quantization,
-            "judge": cfg.judge, **({"sweep": True} if cfg.sweep else {})}
+            "judge": cfg.judge, **({"sweep": True} if cfg.sweep else {}),
+            **({"generator": cfg.generator} if cfg.generator else {})}
 
 
 def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path) -> None:
@@ -90,7 +102,9 @@ def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Pat
         if not isinstance(previous, dict):
             raise ConfigError(f"{path}: expected the mapping prefbench run writes, got {type(previous).__name__}; "
                               "restore it or use another --output-dir")
-        check_same_run(run_dir, {k: previous.get(k) for k in ident}, ident, "--output-dir")
+        # a served run's record names its generator: resumed without it, the rest would be generated locally
+        compared = [*ident, *(["generator"] if "generator" in previous else [])]
+        check_same_run(run_dir, {k: previous.get(k) for k in compared}, ident, "--output-dir")
         if cfg.sweep and set(previous.get("objectives", [])) != set(cfg.objectives):
             # the sweep's frontiers and matched-KL comparison are over the objectives swept together
             raise SameRunError(f"{run_dir} holds a sweep of {', '.join(previous['objectives'])}; run --sweep there "
@@ -100,6 +114,11 @@ def write_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Pat
         params = {**previous.get("objective_params", {}), **params}
     resolved = {**ident, "objectives": objectives, "seeds": seeds, "objective_params": params}
     atomic_write_text(path, dump_yaml(resolved))
+
+
+def make_run_generator(cfg: RunConfig) -> ServedGenerator | None:
+    """The server that writes the run's eval answers (``--generator``), or None: the local model does."""
+    return ServedGenerator(cfg.generator, cfg.generator_adapters) if cfg.generator else None
 
 
 def make_run_judge(judge_spec: str, task, judge_prompts: str):
@@ -125,8 +144,16 @@ def sft_config(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> TrainConfi
     """The SFT stage: the release's SFT split of the task, on the run's base model."""
     return TrainConfig.from_dict({**spec.sft, "prompt_format": spec.prompt_format, "data": spec.release_location,
                                   "objective": "sft", "model": cfg.model,
-                                  "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft")},
+                                  "quantization": cfg.quantization, "seed": 0, "output_dir": str(run_dir / "sft"),
+                                  **tracking(cfg, run_dir, "sft")},
                                  f"benchmark {spec.name} (sft)")
+
+
+def tracking(cfg: RunConfig, run_dir: Path, name: str) -> dict[str, str]:
+    """The tracker settings of the run's training called ``name``: every training of a run is one tracker run,
+    grouped under the run directory's name, TensorBoard's in <run_dir>/tensorboard/<name>."""
+    return {"report_to": cfg.report_to, "tracker_run": name, "tracker_group": Path(run_dir).resolve().name,
+            "tracker_dir": str(Path(run_dir) / "tensorboard")}
 
 
 def start_model(cfg: RunConfig, spec: BenchmarkSpec, run_dir: Path) -> str:
@@ -149,4 +176,5 @@ def train_config(cfg: RunConfig, spec: BenchmarkSpec, params: dict, objective: s
                                   "objective": objective,
                                   "objective_params": params[objective], "model": start_model(cfg, spec, run_dir),
                                   "quantization": cfg.quantization, "seed": seed,
-                                  "output_dir": str(Path(run_dir) / objective / f"seed{seed}")}, f"benchmark {spec.name}")
+                                  "output_dir": str(Path(run_dir) / objective / f"seed{seed}"),
+                                  **tracking(cfg, run_dir, f"{objective}-seed{seed}")}, f"benchmark {spec.name}")

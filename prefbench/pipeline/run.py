@@ -12,8 +12,11 @@ different configuration is refused rather than mixed.
     runs/<name>/sweep/                 with --sweep: each objective's grid on validation prompts (pipeline/sweep.py)
     runs/<name>/<objective>/seed<k>/   training engine output (metrics.jsonl, adapter/); an iterative objective's
                                        rounds in round<r>/ beside them, with rounds.json (pipeline/rounds.py)
-    runs/<name>/generations/, kl/      answers of every system, KL samples
+    runs/<name>/generations/, kl/      answers of every system, KL samples (with --generator, written by a server:
+                                       evaluation/served.py, its replies cached in generation_cache.jsonl)
     runs/<name>/judgments.jsonl, results.json, leaderboard.csv, report.md, report.html, plots/
+    runs/<name>/tensorboard/<training>/ with --report-to tensorboard: each training's event files (<objective>-seed<k>,
+                                       sft, sweep-<objective>-<point>, <objective>-seed<k>-round<r>; engine/tracking.py)
 """
 
 from __future__ import annotations
@@ -29,14 +32,14 @@ from prefbench.data.sft import load_sft_examples
 from prefbench.data.stage import build_run_data, describe
 from prefbench.engine.config import ConfigError
 from prefbench.engine.sft import merged_model_dir, train_sft
+from prefbench.engine.tracking import require_trackers
 from prefbench.evaluation.generate import generate_systems
 from prefbench.evaluation.judging import evaluate, judge_info
 from prefbench.evaluation.systems import systems_for
-from prefbench.pipeline.rounds import check_rounds, train_objective
-from prefbench.pipeline.sweep import chosen_points, reuse_point, run_sweep, sweep_points
 from prefbench.pipeline.config import (
     RunConfig,
     eval_prompts,
+    make_run_generator,
     make_run_judge,
     resolve,
     sft_config,
@@ -44,6 +47,9 @@ from prefbench.pipeline.config import (
     train_config,
     write_config,
 )
+from prefbench.pipeline.executors import TrainJob, make_executor
+from prefbench.pipeline.rounds import check_rounds
+from prefbench.pipeline.sweep import chosen_points, reuse_point, run_sweep, sweep_points
 from prefbench.reporting.report import render_report
 from prefbench.tasks import TaskPrompt, get_task
 from prefbench.util.files import atomic_write_text, read_json, read_jsonl, write_jsonl
@@ -75,15 +81,20 @@ class _Timings:
 
 def run(cfg: RunConfig) -> dict:
     """Run every stage that is not complete yet; returns results.json's content."""
+    executor = make_executor(cfg.executor, cfg.executor_options, Path(cfg.output_dir))  # its library, before work
+    require_trackers(cfg.report_to)   # the libraries of --report-to, before any work
     spec, params = resolve(cfg)
     # fail on a bad judge (and on unreadable eval data, below) before hours of training
     judge = make_run_judge(cfg.judge, spec.make_task(), spec.eval.judge_prompts)
+    generator = make_run_generator(cfg)
+    if generator is not None:
+        generator.check_systems(systems_for(cfg.objectives, cfg.seeds))
     check_rounds(cfg, spec, params, Path(cfg.output_dir))
     with run_lock(Path(cfg.output_dir)):
-        return _run(cfg, spec, params, judge)
+        return _run(cfg, spec, params, judge, executor, generator)
 
 
-def _run(cfg: RunConfig, spec, params: dict, judge) -> dict:
+def _run(cfg: RunConfig, spec, params: dict, judge, executor, generator) -> dict:
     run_dir = Path(cfg.output_dir)
     write_config(cfg, spec, params, run_dir)
     timed = _Timings(run_dir)
@@ -110,23 +121,26 @@ def _run(cfg: RunConfig, spec, params: dict, judge) -> dict:
         rates: dict[str, float] = {}
         if cfg.sweep:
             swept = stage("sweep", lambda: timed("sweep", lambda: run_sweep(cfg, spec, params, run_dir, judge,
-                                                                            read_eval_prompts(run_dir))))
+                                                                            read_eval_prompts(run_dir), executor)))
             chosen = chosen_points(swept, sweep_points(cfg, spec, params))
             params = {o: p.params for o, p in chosen.items()}
             rates = {o: p.lr for o, p in chosen.items()}
             write_config(cfg, spec, params, run_dir)   # the record names the settings the objectives train at
             log.info("sweep: chose %s", ", ".join(f"{o} {p.name}" for o, p in chosen.items()))
 
-        def train_one(objective: str, seed: int) -> None:
+        def train_job(objective: str, seed: int) -> TrainJob:
             settings = train_config(cfg, spec, params, objective, seed, run_dir, lr=rates.get(objective))
             if cfg.sweep:
                 reuse_point(chosen[objective], settings, run_dir, cfg, spec)
-            train_objective(settings, spec)   # in rounds for an iterative objective (pipeline/rounds.py)
+            return TrainJob(f"{objective} seed {seed}", settings, spec)
 
-        stage("train", lambda: [timed("train", lambda: train_one(o, s)) for o in cfg.objectives for s in cfg.seeds])
+        # in rounds for an iterative objective (pipeline/rounds.py); the grid's jobs on cfg.executor
+        stage("train", lambda: timed("train", lambda: executor.run([train_job(o, s) for o in cfg.objectives
+                                                                    for s in cfg.seeds])))
         stage("generate", lambda: timed("generate", lambda: generate_systems(
             run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
-            cfg.quantization, seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format)))
+            cfg.quantization, seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format,
+            generator=generator)))
         results = stage("judge", lambda: timed("judge", lambda: judge_run(run_dir, judge, cfg.objectives, cfg.seeds)))
         results["timings"] = timed.summary()
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

@@ -32,7 +32,7 @@ from prefbench.evaluation.judging import gold_responses, judge_against, judge_in
 from prefbench.evaluation.results import CONFIDENCE, OUTCOMES, prompt_kl
 from prefbench.evaluation.systems import REFERENCE, System, load_generations
 from prefbench.pipeline.config import RunConfig, start_model, train_config
-from prefbench.pipeline.rounds import train_objective
+from prefbench.pipeline.executors import JOB_LOG, TrainJob
 from prefbench.stats import SweepPoints, frontier_curve, matched_kl, mean_ci
 from prefbench.tasks import TaskPrompt
 from prefbench.util.files import atomic_write_text, read_jsonl, write_jsonl
@@ -72,12 +72,14 @@ def point_config(cfg: RunConfig, spec: BenchmarkSpec, point: SweepPoint, run_dir
     """A point's training: the run's training of its objective at the point's parameters and learning rate."""
     base = train_config(cfg, spec, {point.objective: point.params}, point.objective, spec.sweep.seed, run_dir,
                         lr=point.lr)
-    return dataclasses.replace(base, output_dir=str(Path(run_dir) / "sweep" / point.objective / point.name))
+    return dataclasses.replace(base, output_dir=str(Path(run_dir) / "sweep" / point.objective / point.name),
+                               tracker_run=f"sweep-{point.objective}-{point.name}")
 
 
-def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, judge, eval_prompts: list[TaskPrompt]
-              ) -> dict:
-    """Train, answer and judge every point; writes ``sweep/results.json`` and returns it."""
+def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, judge, eval_prompts: list[TaskPrompt],
+              executor) -> dict:
+    """Train (on ``executor``, pipeline/executors.py), answer and judge every point; writes ``sweep/results.json``
+    and returns it."""
     sweep_dir = Path(run_dir) / "sweep"
     path = sweep_dir / "validation.jsonl"
     if not path.exists():
@@ -86,13 +88,8 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
         write_jsonl(path, [p.to_json() for p in validation_prompts(spec, eval_prompts, train_texts)])
     prompts = [TaskPrompt.from_json(r) for r in read_jsonl(path)]
     grid = sweep_points(cfg, spec, params)
-    total = sum(len(points) for points in grid.values())
-    done = 0
-    for points in grid.values():
-        for point in points:
-            done += 1
-            log.info("sweep: training %s %s (%d of %d)", point.objective, point.name, done, total)
-            train_objective(point_config(cfg, spec, point, run_dir), spec)
+    executor.run([TrainJob(f"sweep {point.objective} {point.name}", point_config(cfg, spec, point, run_dir), spec)
+                  for points in grid.values() for point in points])
     systems = [System(REFERENCE)] + [_system(p, spec.sweep.seed) for points in grid.values() for p in points]
     # every validation prompt gets KL samples: the frontier needs each point's KL
     settings = dataclasses.replace(spec.eval, subset_prompts=0, variants=(), kl_samples=max(1, spec.eval.kl_samples))
@@ -176,7 +173,7 @@ def reuse_point(point: SweepPoint, target: TrainConfig, run_dir: Path, cfg: RunC
         return
     partial = dst.with_name(dst.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(src, partial, ignore=shutil.ignore_patterns("checkpoint"))
+    shutil.copytree(src, partial, ignore=shutil.ignore_patterns("checkpoint", JOB_LOG))   # the point's job log
     # results.json says so, and a plan scaling this run's train-stage time leaves the copy out
     atomic_write_text(partial / "copied_from.json", json.dumps({"copied_from": str(src)}) + "\n")
     partial.rename(dst)     # whole or not at all

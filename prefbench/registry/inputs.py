@@ -17,8 +17,10 @@ Data = Literal["paired", "unpaired", "listwise"]
 DATA = ("paired", "unpaired", "listwise")
 # Statistics beyond per-sequence sums, computed only for an objective that declares it needs them:
 # "token_logps": every span token's log-prob under the policy and the reference, [B, T] per side;
-# "sequence_kl": Σ over the span's positions of KL(π_ref(·|prefix) ‖ π_θ(·|prefix)), [B] per side (TDPO).
-TOKEN_STATISTICS = ("token_logps", "sequence_kl")
+# "sequence_kl": Σ over the span's positions of KL(π_ref(·|prefix) ‖ π_θ(·|prefix)), [B] per side (TDPO);
+# "pair_scores": not a log-prob statistic but the data's score of each response (a judge's or a reward model's),
+# [B] per side (ODPO's offset); every pair must then carry them.
+TOKEN_STATISTICS = ("token_logps", "sequence_kl", "pair_scores")
 
 
 class ObjectiveError(UserError, ValueError):
@@ -40,7 +42,9 @@ class PairLogProbs:
     ``*_token_logps`` ([B, T], "token_logps") hold the span's per-token log-probs left-aligned in sequence
     order, zero past each row's count (``chosen_tokens``/``rejected_tokens``; :meth:`token_mask`), under the
     policy and (``ref_*``) the reference; ``chosen_kl``/``rejected_kl`` ([B], "sequence_kl") hold
-    Σ_t KL(π_ref(·|y<t) ‖ π_θ(·|y<t)) over the span's positions, differentiable w.r.t. the policy.
+    Σ_t KL(π_ref(·|y<t) ‖ π_θ(·|y<t)) over the span's positions, differentiable w.r.t. the policy;
+    ``chosen_scores``/``rejected_scores`` ([B], "pair_scores") hold the data's scores of the two responses (higher
+    is better; constants, not differentiated).
     """
 
     chosen_logps: Tensor
@@ -57,11 +61,14 @@ class PairLogProbs:
     ref_rejected_token_logps: Tensor | None = None
     chosen_kl: Tensor | None = None
     rejected_kl: Tensor | None = None
+    chosen_scores: Tensor | None = None
+    rejected_scores: Tensor | None = None
 
     def __post_init__(self) -> None:
         _check_shapes(self, "pair")
         for a, b in (("ref_chosen_logps", "ref_rejected_logps"), ("chosen_token_logps", "rejected_token_logps"),
-                     ("ref_chosen_token_logps", "ref_rejected_token_logps"), ("chosen_kl", "rejected_kl")):
+                     ("ref_chosen_token_logps", "ref_rejected_token_logps"), ("chosen_kl", "rejected_kl"),
+                     ("chosen_scores", "rejected_scores")):
             if (getattr(self, a) is None) != (getattr(self, b) is None):
                 raise ObjectiveError(f"give both {a} and {b}, or neither")
         for side in ("chosen", "rejected"):

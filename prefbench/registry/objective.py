@@ -20,12 +20,12 @@ from typing import Callable
 from prefbench.registry.inputs import (
     DATA,
     SPANS,
+    TOKEN_STATISTICS,
     Data,
     ListLogProbs,
     ObjectiveError,
     ObjectiveOutput,
     PairLogProbs,
-    TOKEN_STATISTICS,
     Span,
     UnpairedLogProbs,
 )
@@ -98,6 +98,7 @@ _STATISTIC_FIELDS: dict[str, Callable[[bool], tuple[str, ...]]] = {
     "token_logps": lambda reference: ("chosen_token_logps", "rejected_token_logps")
     + (("ref_chosen_token_logps", "ref_rejected_token_logps") if reference else ()),
     "sequence_kl": lambda reference: ("chosen_kl", "rejected_kl"),
+    "pair_scores": lambda reference: ("chosen_scores", "rejected_scores"),
 }
 
 
@@ -202,6 +203,9 @@ def register_objective(
     if unknown:
         raise ObjectiveError(f"objective '{name}': statistics must be among {', '.join(TOKEN_STATISTICS)}, "
                              f"got {unknown[0]!r}{suggest(unknown[0], TOKEN_STATISTICS)}")
+    if "pair_scores" in statistics and data != "paired":
+        raise ObjectiveError(f"objective '{name}': 'pair_scores' are scores of a pair's two responses; {data} data "
+                             f"has no pairs")
     for flag, param in ((reference_update, "tau"), (iterative, "rounds")):
         if flag and param not in (params or {}):
             raise ObjectiveError(f"objective '{name}': declares {'reference_update' if param == 'tau' else 'iterative'}"

@@ -7,7 +7,6 @@ import inspect
 
 from prefbench.registry.objective import FAMILIES, Objective, list_objectives
 
-
 # What the engine computes for an objective that declares each of TOKEN_STATISTICS, and what it costs.
 _TOKEN_LEVEL = {
     "token_logps": "Token-level: reads each span token's log-prob (policy and reference), not only their sums; the "
@@ -15,6 +14,9 @@ _TOKEN_LEVEL = {
     "sequence_kl": "Token-level: reads each response's sequential KL, Σ_t KL(π_ref(·|y<t) ‖ π_θ(·|y<t)) over the "
                    "full vocabulary, which the cached reference cannot give: every forward adds a gradient-free "
                    "forward of the base model (adapter disabled) on the same batch.",
+    "pair_scores": "Scored pairs: reads each response's score from the data (`score_chosen`/`score_rejected`, a "
+                   "judge's or a reward model's; `prefbench run`'s on-policy pairs carry the gold judge's), and "
+                   "refuses data whose pairs lack them before training starts.",
 }
 
 
