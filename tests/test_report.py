@@ -312,3 +312,12 @@ def test_objectives_of_several_families_are_grouped_by_family(tmp_path):
     assert rows[0].split("|")[4].strip() == "better" and rows[2].split("|")[4].strip() == "worse"
     one = make_run(tmp_path / "one", [{**s, "family": "dpo"} for s in THREE], COMPARISONS)
     assert "## By objective family" not in render_report(one)[0].read_text()
+
+
+def test_the_training_table_says_what_each_data_shape_trained_on():
+    from prefbench.reporting.report import _trained_on
+
+    assert _trained_on({"pair_kinds": "conditional", "pairs": 45, "conditional": 45}) == "conditional"
+    assert _trained_on({"pair_kinds": "conditional", "examples": 6, "desirable": 3, "undesirable": 3}) == \
+        "conditional pairs as 6 examples (3 desirable)"
+    assert _trained_on({"lists": 5, "responses": 19}) == "5 lists of 19 answers"

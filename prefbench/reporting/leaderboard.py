@@ -168,7 +168,8 @@ def leaderboard_markdown(results: dict) -> str:
 
 def _setup_text(s: dict) -> str:
     """The system's hyperparameters, led by its objective when the name does not already say it."""
-    params = ", ".join(f"{k}={v}" for k, v in (s.get("params") or {}).items())
+    params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"   # rounds=2, not rounds=2.0
+                       for k, v in (s.get("params") or {}).items())
     objective = s.get("objective")
     return " ".join(p for p in (objective if objective and objective != s["name"] else "", params) if p) or DASH
 

@@ -127,9 +127,12 @@ def _robustness_table(results: dict) -> str:
 
 
 def _trained_on(run: dict) -> str:
-    """The pair kinds a system trained on, or for a listwise objective its lists (the pair columns are empty)."""
+    """The pair kinds a system trained on; for a listwise objective its lists, for an unpaired one its labelled
+    examples (the pair columns are empty for both)."""
     if "lists" in run:
         return f"{run['lists']:,} lists of {run['responses']:,} answers"
+    if "desirable" in run:
+        return f"{run.get('pair_kinds', 'all')} pairs as {run['examples']:,} examples ({run['desirable']:,} desirable)"
     return run.get("pair_kinds", DASH)
 
 
