@@ -145,3 +145,13 @@ def tiny_finished_run(tiny_model_dir, tmp_path_factory):
         run(RunConfig(objectives=["dpo", "jpo"], benchmark=str(spec), preset="smoke", seeds=[0, 1],
                       model=str(tiny_model_dir), quantization="none", output_dir=str(root / "run")))
     return root / "run"
+
+
+@pytest.fixture
+def sleeps(monkeypatch):
+    """The back-off waits of the chat-completions client (judges, served generation), recorded instead of slept."""
+    from prefbench.util import chat_endpoint
+
+    recorded: list[float] = []
+    monkeypatch.setattr(chat_endpoint.time, "sleep", recorded.append)
+    return recorded

@@ -29,7 +29,6 @@ from prefbench.judges import (
     score_outcome,
 )
 from prefbench.tasks.base import TaskPrompt
-from prefbench.util import chat_endpoint
 from tests.chat_stub import ChatStub
 
 KEY_ENV = "PREFBENCH_TEST_JUDGE_KEY"
@@ -216,14 +215,6 @@ def server(monkeypatch):
     srv = LoopbackServer()
     yield srv
     srv.close()
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the judge's back-off waits instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr(chat_endpoint.time, "sleep", recorded.append)
-    return recorded
 
 
 def http_judge(server, **kwargs) -> OpenAICompatibleJudge:

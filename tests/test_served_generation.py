@@ -26,7 +26,6 @@ from prefbench.evaluation.served import (
 )
 from prefbench.evaluation.systems import System, systems_for
 from prefbench.pipeline.config import RunConfig
-from prefbench.util import chat_endpoint
 from tests.chat_stub import ChatStub
 
 # test_run.py's tiny spec: 3 eval prompts, each with 2 variants; one KL sample per original prompt
@@ -69,14 +68,6 @@ def server():
     srv = StubServer()
     yield srv
     srv.close()
-
-
-@pytest.fixture
-def sleeps(monkeypatch):
-    """Record the back-off waits instead of sleeping."""
-    recorded: list[float] = []
-    monkeypatch.setattr(chat_endpoint.time, "sleep", recorded.append)
-    return recorded
 
 
 def read_jsonl(path) -> list[dict]:

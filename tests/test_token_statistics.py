@@ -20,6 +20,7 @@ from prefbench.engine.logprobs import (
     token_kl,
 )
 from prefbench.engine.packing import pack
+from tests.test_packing import pairs
 
 BOTH = ("token_logps", "sequence_kl")
 
@@ -49,22 +50,6 @@ def policy():
 def initial():
     """A float64 LoRA model as training starts: B = 0, so the policy is the reference."""
     return add_lora(tiny_llama(), r=4, alpha=8, dropout=0.0).train()
-
-
-def sequence(g, prompt, response_length):
-    response = torch.randint(1, 50, (response_length,), generator=g).tolist()
-    return prompt + response, [0] * len(prompt) + [1] * response_length
-
-
-def pairs():
-    """Two conditional pairs (same instruction, answers of different lengths) and two joint pairs."""
-    g = torch.Generator().manual_seed(1)
-    prompts = [torch.randint(1, 50, (n,), generator=g).tolist() for n in (5, 7, 4, 6, 3)]
-    chosen = [sequence(g, prompts[0], 3), sequence(g, prompts[1], 6), sequence(g, prompts[2], 2),
-              sequence(g, prompts[3], 4)]
-    rejected = [sequence(g, prompts[0], 5), sequence(g, prompts[1], 1), sequence(g, prompts[4], 4),
-                sequence(g, prompts[0], 2)]
-    return chosen, rejected
 
 
 def direct(model, sequences, span):
