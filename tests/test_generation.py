@@ -51,9 +51,18 @@ def _hf_greedy(model, tok, prompts, max_new_tokens):
     return out
 
 
-def test_greedy_equals_transformers_generate_as_rows_end_at_different_steps(tiny):
-    """The decoding loop drops ended rows from the batch and its cache: the remaining rows' answers must be
-    what transformers' greedy generate gives each prompt alone."""
+# 1: an ended row leaves the batch at once; 0: ended rows decode padding until the whole batch has ended
+@pytest.fixture(params=[1, 0], ids=["rows-leave-at-once", "ended-rows-stay"])
+def compact_at(request, monkeypatch):
+    from prefbench.engine import generation
+
+    monkeypatch.setattr(generation, "COMPACT_AT", request.param)
+    return request.param
+
+
+def test_greedy_equals_transformers_generate_as_rows_end_at_different_steps(tiny, compact_at):
+    """The decoding loop drops ended rows from the batch and its cache (or decodes them further, unread): the
+    other rows' answers must be what transformers' greedy generate gives each prompt alone."""
     import copy
 
     model, tok = tiny
@@ -69,7 +78,7 @@ def test_greedy_equals_transformers_generate_as_rows_end_at_different_steps(tiny
         assert c.text == tok.decode(e, skip_special_tokens=True).strip()
 
 
-def test_a_sampled_row_does_not_depend_on_its_batch(tiny):
+def test_a_sampled_row_does_not_depend_on_its_batch(tiny, compact_at):
     """Each row draws from its own stream: alone or next to other prompts and greedy rows, the same samples."""
     from prefbench.engine.generation import generate_groups
 

@@ -18,7 +18,7 @@ import torch
 
 from prefbench.engine.adapters import adapter_compute
 from prefbench.engine.encoding import EncodedPairs
-from prefbench.engine.logprobs import model_sequence_logprobs
+from prefbench.engine.logprobs import SequenceLogProbs, model_sequence_logprobs
 from prefbench.engine.models import compute_dtype_of
 from prefbench.engine.optimizer_state import join_state, split_state
 from prefbench.util.errors import UserError
@@ -182,7 +182,11 @@ def save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
         model.eval()
         fp_pairs = list(range(min(4, len(pairs))))
         with torch.no_grad(), adapter_compute(model):
-            fingerprint = model_sequence_logprobs(model, **pairs.batch(fp_pairs, pad_id, model.device))
+            # a pair at a time: a padded batch's [B, T, V] logits would be the training process's peak memory
+            parts = [pairs.split(model_sequence_logprobs(model, **pairs.batch([i], pad_id, model.device)))
+                     for i in fp_pairs]
+        # laid out as pairs.batch(fp_pairs) lays them out: every chosen (or only) sequence, then every rejected one
+        fingerprint = SequenceLogProbs.cat([c for c, _ in parts] + ([r for _, r in parts] if pairs.paired else []))
         atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": fp_pairs,
                                                                 "compute_dtype": str(compute_dtype_of(model)),
                                                                 "response_logps": fingerprint.response_logps.tolist(),

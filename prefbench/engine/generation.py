@@ -3,8 +3,8 @@
 Prompts are chat-formatted exactly like the training sequences (``formatting.encode_prompt``), sorted
 by length so a batch carries little padding, left-padded (so every row's new tokens start at the same
 column), and decoded with the KV cache under ``torch.inference_mode``, in the model's compute dtype
-(``adapters.adapter_compute``). A row leaves its batch (and the cache) as soon as it has ended, so a
-decoding step computes only rows still writing. Greedy rows take the most likely token (what
+(``adapters.adapter_compute``). Ended rows leave their batch (and the cache) once they are an eighth of it,
+so a decoding step computes few rows that no longer write. Greedy rows take the most likely token (what
 transformers' greedy ``generate`` computes: a test holds them equal); sampled rows draw from their own
 seeded stream (:mod:`prefbench.engine.sampling`), so the same prompt, settings and seed give the same
 samples whatever else is in the batch. Each completion says whether it ended (the model emitted its
@@ -26,6 +26,10 @@ from prefbench.engine.sampling import nucleus_sample, row_uniforms
 # rows decoded together by the stages: on a CPU the matrix products of a decoding step only approach the
 # machine's throughput with many rows (answers/s at 32, 64 and 128 rows: docs/performance.md)
 GENERATION_BATCH = 128
+# ended rows leave the batch (and the cache) once they are an eighth of it: removing rows copies every layer's
+# cache, which costs more than decoding a few ended rows for the few steps until more have ended (removing
+# each at once decoded 200 answers 10-25% slower, docs/performance.md)
+COMPACT_AT = 8
 
 
 @dataclass(frozen=True)
@@ -121,22 +125,28 @@ def _decode(model, rows: list[_Row], pad: int, eos: int) -> list[tuple[list[int]
     logits = model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache,
                    use_cache=True, logits_to_keep=1).logits[:, -1]
     new: list[tuple[list[int], list[torch.Tensor]]] = [([], []) for _ in rows]
-    live = torch.arange(len(rows), device=model.device)     # rows still writing, as indices into ``rows``
+    live = torch.arange(len(rows), device=model.device)     # the batch's rows, as indices into ``rows``
+    writing = torch.ones(len(rows), dtype=torch.bool, device=model.device)   # which of them still write
     step = 0
     while True:
-        tokens = _choose(logits, live.tolist(), rows, uniforms, step)
-        for j, (r, t) in enumerate(zip(live.tolist(), tokens.tolist())):
+        at = writing.nonzero()[:, 0]
+        writers = live[at]
+        chosen = _choose(logits if len(at) == len(live) else logits[at], writers.tolist(), rows, uniforms, step)
+        for j, (r, t) in enumerate(zip(writers.tolist(), chosen.tolist())):
             new[r][0].append(t)
             if rows[r].settings.keep_logits:
-                new[r][1].append(logits[j].clone())
+                new[r][1].append(logits[at[j]].clone())
         step += 1
-        writing = (tokens != eos) & (limits[live] > step)
-        if not writing.any():
+        writing[at] = (chosen != eos) & (limits[writers] > step)
+        ended = len(live) - int(writing.sum())
+        if ended == len(live):
             return new
-        if not writing.all():       # ended rows leave the batch and the cache
+        # an ended row decodes padding until it leaves; what it computes is never read
+        tokens = torch.full_like(live, pad).index_put_((at,), chosen)
+        if ended * COMPACT_AT >= len(live):   # ended rows leave the batch and the cache
             keep = writing.nonzero()[:, 0]
             cache.batch_select_indices(keep)
-            live, tokens, mask, positions = live[keep], tokens[keep], mask[keep], positions[keep]
+            live, tokens, mask, positions, writing = live[keep], tokens[keep], mask[keep], positions[keep], writing[keep]
         mask = torch.cat([mask, mask.new_ones(len(live), 1)], dim=1)
         positions = positions[:, -1:] + 1
         logits = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,

@@ -95,9 +95,10 @@ def _at_least_float32(dtype: torch.dtype) -> torch.dtype:
 
 # Elements of the float32 log-softmax that exist at once: 2**26 is 256 MB, whatever the batch and vocabulary.
 CHUNK_ELEMENTS = 2**26
-# The LM head's logits, computed chunk by chunk forward and again backward: 2**24 (64 MB in float32) keeps
-# the matrix products large (340 positions of a 49k vocabulary) and the transient memory small.
-HEAD_CHUNK_ELEMENTS = 2**24
+# The LM head's logits, computed chunk by chunk forward and again backward: 2**22 (16 MB in float32, 85
+# positions of a 49k vocabulary) is as fast as 2**24 on this CPU and its transients come on top of the
+# forward's activations (the training process's peak: 0.15 GB lower than with 2**24, docs/performance.md)
+HEAD_CHUNK_ELEMENTS = 2**22
 
 
 class _TokenLogProbs(torch.autograd.Function):
