@@ -44,8 +44,8 @@ def sft_cfg(model_dir, data, out, **kw):
 def test_sft_lowers_the_nll_and_saves_a_merged_model_that_is_the_trained_policy(tiny_model_dir, sft_file, tmp_path):
     from transformers import AutoModelForCausalLM
 
+    from prefbench.engine.checkpoint import fingerprint_logprobs
     from prefbench.engine.encoding import encode_responses
-    from prefbench.engine.logprobs import model_sequence_logprobs
     from prefbench.engine.models import load_tokenizer
 
     # float32 training, so the comparison below checks the merge itself, not bfloat16 rounding
@@ -62,7 +62,7 @@ def test_sft_lowers_the_nll_and_saves_a_merged_model_that_is_the_trained_policy(
     examples = load_sft_examples(str(sft_file))
     encoded = encode_responses(examples, tokenizer, 512)
     with torch.no_grad():
-        got = model_sequence_logprobs(merged, **encoded.batch(fp["pairs"], tokenizer.pad_token_id))
+        got = fingerprint_logprobs(merged, encoded, fp["pairs"], tokenizer.pad_token_id)
     assert got.response_logps.tolist() == pytest.approx(fp["response_logps"], abs=1e-4)
     info = json.loads((model_dir / "prefbench_sft.json").read_text())
     assert info["base"] == str(tiny_model_dir) and info["quantization"] == "none"

@@ -49,7 +49,7 @@ def assert_reload_reproduces_policy(reloaded, out, prefs, objective="dpo"):
     trained on (an unpaired objective's: the pairs split into examples, each with its mismatched sequence)."""
     from prefbench.engine.encoding import encode_examples, encode_pairs
     from prefbench.formats.unpaired import load_examples
-    from prefbench.engine.logprobs import model_sequence_logprobs
+    from prefbench.engine.checkpoint import fingerprint_logprobs
     from prefbench.engine.models import load_tokenizer
     from prefbench.formats.preferences import load_preferences
 
@@ -61,7 +61,7 @@ def assert_reload_reproduces_policy(reloaded, out, prefs, objective="dpo"):
         pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
     compute = getattr(torch, fp["compute_dtype"].removeprefix("torch."))   # as trained: autocast below float32
     with torch.no_grad(), torch.autocast("cpu", dtype=compute, enabled=compute != torch.float32):
-        got = model_sequence_logprobs(reloaded, **pairs.batch(fp["pairs"], tokenizer.pad_token_id))
+        got = fingerprint_logprobs(reloaded, pairs, fp["pairs"], tokenizer.pad_token_id)
     assert got.joint_logps.tolist() == pytest.approx(fp["joint_logps"], abs=1e-3)
     assert got.response_logps.tolist() == pytest.approx(fp["response_logps"], abs=1e-3)
 

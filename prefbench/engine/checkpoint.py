@@ -173,6 +173,15 @@ def _sort_target_modules(path: Path) -> None:
         atomic_write_text(path, json.dumps(config, indent=2, sort_keys=True))
 
 
+def fingerprint_logprobs(model, pairs: EncodedPairs, indices: list[int], pad_id: int) -> SequenceLogProbs:
+    """The statistics fingerprint.json holds for ``indices``, laid out as ``pairs.batch(indices)`` lays them out
+    (every chosen or only sequence, then every rejected one), computed a pair at a time: a padded batch's
+    [B, T, V] logits were the training process's peak memory. Check a reloaded adapter with this function too:
+    below float32 a sequence's log-probs depend on what else is in its batch (docs/performance.md, Precision)."""
+    parts = [pairs.split(model_sequence_logprobs(model, **pairs.batch([i], pad_id, model.device))) for i in indices]
+    return SequenceLogProbs.cat([c for c, _ in parts] + ([r for _, r in parts] if pairs.paired else []))
+
+
 def save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
     """The final adapter, with a fingerprint to check that it reproduces the trained policy when
     reloaded onto the base in the same compute dtype; the checkpoint is no longer needed then."""
@@ -182,11 +191,7 @@ def save_adapter(model, pairs: EncodedPairs, pad_id: int, out: Path) -> None:
         model.eval()
         fp_pairs = list(range(min(4, len(pairs))))
         with torch.no_grad(), adapter_compute(model):
-            # a pair at a time: a padded batch's [B, T, V] logits would be the training process's peak memory
-            parts = [pairs.split(model_sequence_logprobs(model, **pairs.batch([i], pad_id, model.device)))
-                     for i in fp_pairs]
-        # laid out as pairs.batch(fp_pairs) lays them out: every chosen (or only) sequence, then every rejected one
-        fingerprint = SequenceLogProbs.cat([c for c, _ in parts] + ([r for _, r in parts] if pairs.paired else []))
+            fingerprint = fingerprint_logprobs(model, pairs, fp_pairs, pad_id)
         atomic_write_text(tmp / "fingerprint.json", json.dumps({"pairs": fp_pairs,
                                                                 "compute_dtype": str(compute_dtype_of(model)),
                                                                 "response_logps": fingerprint.response_logps.tolist(),
