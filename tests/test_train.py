@@ -66,6 +66,27 @@ def assert_reload_reproduces_policy(reloaded, out, prefs, objective="dpo"):
     assert got.response_logps.tolist() == pytest.approx(fp["response_logps"], abs=1e-3)
 
 
+def test_fingerprint_a_pair_at_a_time_is_the_padded_batch_in_float32(tiny_model_dir, prefs):
+    """fingerprint_logprobs lays out its pair-at-a-time statistics as one padded batch of the same pairs would be
+    (chosen sequences, then rejected ones): in float32 the two agree sequence by sequence."""
+    from prefbench.engine.checkpoint import fingerprint_logprobs
+    from prefbench.engine.encoding import encode_pairs
+    from prefbench.engine.logprobs import model_sequence_logprobs
+    from prefbench.engine.models import load_base_model, load_tokenizer
+    from prefbench.formats.preferences import load_preferences
+
+    model, tokenizer = load_base_model(str(tiny_model_dir), "none").eval(), load_tokenizer(str(tiny_model_dir))
+    pairs = encode_pairs(load_preferences(prefs), tokenizer, 512)
+    indices = [2, 0, 3]
+    with torch.no_grad():
+        got = fingerprint_logprobs(model, pairs, indices, tokenizer.pad_token_id)
+        batch = model_sequence_logprobs(model, **pairs.batch(indices, tokenizer.pad_token_id))
+    assert got.response_logps.shape == (2 * len(indices),)
+    assert got.response_logps.tolist() == pytest.approx(batch.response_logps.tolist(), abs=1e-4)
+    assert got.joint_logps.tolist() == pytest.approx(batch.joint_logps.tolist(), abs=1e-4)
+    assert got.response_tokens.tolist() == batch.response_tokens.tolist()
+
+
 def test_same_config_twice_gives_identical_metrics(tiny_model_dir, prefs, tmp_path):
     a = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "a")))
     b = metrics(train(cfg(tiny_model_dir, prefs, tmp_path / "b")))
