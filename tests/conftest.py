@@ -4,6 +4,9 @@ import tempfile
 # Tests never reach a hub: a hub name must fail at once, not after minutes of retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # Hypothesis would keep its caches in ./.hypothesis (the fuzz tests keep no example database at all).
+# runs train and generate one piece after the other in the test's own process, where its monkeypatches hold; the
+# worker processes of the local executor are tested on their own (tests/test_executors.py)
+os.environ.setdefault("PREFBENCH_WORKERS", "1")
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", os.path.join(tempfile.gettempdir(), "prefbench-hypothesis"))
 
 import pytest

@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 from pathlib import Path
 
 import torch
@@ -94,6 +95,28 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+WORKERS_VARIABLE = "PREFBENCH_WORKERS"
+
+
+def default_workers() -> int:
+    """Processes a run trains and generates with at a time unless told (``prefbench.util.processes``):
+    ``PREFBENCH_WORKERS`` if set; else two on a machine without a GPU where torch runs two or more threads (one
+    process keeps two threads only partly busy with a small model), else one."""
+    from prefbench.util.errors import ConfigError
+
+    text = os.environ.get(WORKERS_VARIABLE, "")
+    if text:
+        if not text.isdigit() or int(text) < 1:
+            raise ConfigError(f"{WORKERS_VARIABLE}={text}: expected a whole number of at least 1")
+        return int(text)
+    return 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of ``workers`` processes' share of the threads torch runs in this one."""
+    return max(1, torch.get_num_threads() // workers)
 
 
 def compute_dtype(setting: str, device: str | None = None) -> torch.dtype:

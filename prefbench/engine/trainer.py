@@ -315,7 +315,9 @@ class _Loop:
         self.model.train()
         with self.trackers.running(acc), metrics_path.open("a") if main else open(os.devnull, "w") as metrics_file:
             bar = tqdm(range(start_step, cfg.max_steps), desc=f"train {cfg.objective}", unit="step",
-                       initial=start_step, total=cfg.max_steps, disable=not acc.is_local_main_process)
+                       initial=start_step, total=cfg.max_steps,
+                       # no disable=False: it would override TQDM_DISABLE, which silences a local worker process
+                       **({} if acc.is_local_main_process else {"disable": True}))
             for step in bar:
                 if updates is not None:
                     self.reference = updates.at(step, self.reference)

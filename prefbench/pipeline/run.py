@@ -140,7 +140,7 @@ def _run(cfg: RunConfig, spec, params: dict, judge, executor, generator) -> dict
         stage("generate", lambda: timed("generate", lambda: generate_systems(
             run_dir, systems_for(cfg.objectives, cfg.seeds), read_eval_prompts(run_dir), spec.eval, model,
             cfg.quantization, seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format,
-            generator=generator)))
+            generator=generator, workers=executor.generation_workers)))
         results = stage("judge", lambda: timed("judge", lambda: judge_run(run_dir, judge, cfg.objectives, cfg.seeds)))
         results["timings"] = timed.summary()
         atomic_write_text(run_dir / "results.json", json.dumps(results, indent=2) + "\n")

@@ -94,7 +94,8 @@ def run_sweep(cfg: RunConfig, spec: BenchmarkSpec, params: dict, run_dir: Path, 
     # every validation prompt gets KL samples: the frontier needs each point's KL
     settings = dataclasses.replace(spec.eval, subset_prompts=0, variants=(), kl_samples=max(1, spec.eval.kl_samples))
     generate_systems(sweep_dir, systems, prompts, settings, start_model(cfg, spec, run_dir), cfg.quantization,
-                     seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format)
+                     seed=0, dtype=spec.compute_dtype, prompt_format=spec.prompt_format,
+                     workers=executor.generation_workers)
     baseline = spec.eval.baseline
     texts = (gold_responses(prompts) if baseline == "gold" else
              {g["id"]: g["response"] for g in load_generations(sweep_dir, System(REFERENCE))})
