@@ -40,10 +40,11 @@ class Work:
     points: int = 0       # sweep points (trained once each; their steps and answers are in the figures above)
 
 
-# seconds per unit on the reference machine (2-core CPU, embedded SmolLM2 in 4-bit, bfloat16 compute), from the
-# stage timings of the fresh-clone runs in reports/ifeval-lite-quick*/ (docs/performance.md): 688 s over 236 steps
-# and 650 s over 3,488 answers (five objectives), 305 s over 98 steps (dpo,jpo); 77 s over 320 samples
-REFERENCE_RATES = {"step": 3.0, "answer": 0.19, "sample": 0.24}
+# wall seconds per unit on the reference machine (2-core CPU, embedded SmolLM2 in 4-bit, bfloat16 compute, the local
+# executor's two one-thread workers), from the stage timings of the five-objective fresh-clone run of commit e4941f8
+# (reports/ifeval-lite-quick, docs/performance.md): 533 s over 236 steps, 348 s over 3,056 answers; 72-77 s over
+# 320 samples (the data stage samples in one process)
+REFERENCE_RATES = {"step": 2.26, "answer": 0.114, "sample": 0.24}
 JOINT_STEP = 1.45     # a step on conditional + joint pairs over one on conditional pairs (measured as above)
 
 
