@@ -15,13 +15,13 @@ runs the same code and writes the same files into the same run directory:
 - ``slurm``: each job a SLURM job through submitit (submitit's files under ``<run>/jobs/slurm/``);
   ``cluster=local`` runs the jobs as local processes instead.
 
-A job on ray, slurm or a local worker process logs to ``<its output dir>/job.log``: its process, host, start and end times, then the
-engine's log. A job whose folder already holds a trained adapter is not submitted again, so such a run resumes
-like a local one. Jobs share nothing mutable: each writes its own folder, and the reference log-prob cache
-(engine/reference.py, under ``$PREFBENCH_CACHE``, which must be a folder every worker sees) is written
-atomically, so two jobs computing the same entry at once (two seeds of one objective) both read a whole
-entry; they spend the forward passes twice rather than wait for each other. On ray and slurm, generation and
-judging stay in the driver: they load the base model once for every system.
+A job on ray, slurm or a local worker process logs to ``<its output dir>/job.log``: its process, host, start and
+end times, then the engine's log. A job whose folder already holds a trained adapter is not submitted again, so
+such a run resumes like a one-process one. Jobs share nothing mutable: each writes its own folder, and the
+reference log-prob cache (engine/reference.py, under ``$PREFBENCH_CACHE``, which must be a folder every worker
+sees) is written atomically, so two jobs computing the same entry at once (two seeds of one objective) both read a
+whole entry; they spend the forward passes twice rather than wait for each other. On ray and slurm, generation
+and judging stay in the driver: they load the base model once for every system.
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class _Executor(ABC):
         return 1
 
 
-class _RemoteExecutor(_Executor):
+class _SubmittingExecutor(_Executor):
     """Submits the jobs not trained yet, waits for all of them, and raises one line for the first that failed."""
 
     name: ClassVar[str]
@@ -157,7 +157,7 @@ def _reason(job: TrainJob, exc: BaseException) -> str:
     return said[-1] if said else _one_line(exc)
 
 
-class LocalExecutor(_RemoteExecutor):
+class LocalExecutor(_SubmittingExecutor):
     """``workers`` jobs at a time in processes of this machine; with one worker, every job in this process, one
     after the other (as ``prefbench run`` always did)."""
 
@@ -193,7 +193,7 @@ class LocalExecutor(_RemoteExecutor):
         return [(task.args[0], exc) for task, exc in failures]
 
 
-class RayExecutor(_RemoteExecutor):
+class RayExecutor(_SubmittingExecutor):
     """Each job a Ray task, on the cluster at ``address`` or on a local one started for the stage; connected for
     the stage only, unless Ray was already initialised in this process (then its cluster, left as it is)."""
 
@@ -234,7 +234,7 @@ def _cluster(text: str) -> str:
     return text
 
 
-class SlurmExecutor(_RemoteExecutor):
+class SlurmExecutor(_SubmittingExecutor):
     """Each job a SLURM job through submitit (``cluster=local``: local processes, e.g. to try a run)."""
 
     name = "slurm"
