@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 
 from prefbench.cli import main
 from prefbench.engine.config import ConfigError, TrainConfig
@@ -89,6 +90,9 @@ def test_jobs_run_at_once_and_give_the_local_runs_numbers(executor, options, tin
     assert list((tmp_path / "cache").rglob("*.safetensors")), "the jobs wrote no reference log-probs to the cache"
     spans = _job_spans(out)
     assert _overlapping(spans), f"no two jobs ran at the same time: {spans}"
+    if executor == "local":     # two workers on this machine's threads: a share each
+        threads = max(1, torch.get_num_threads() // 2)
+        assert all(f"torch threads: {threads}\n" in (out / s / JOB_LOG).read_text() for s in JOBS)
 
     # a second run finds every job trained: nothing is submitted, the same results
     again = run(_config(tiny_finished_run, out, executor, **options))
@@ -157,8 +161,6 @@ def test_a_malformed_executor_option_is_one_line(capsys):
 
 def _worker_report(folder: str) -> None:
     """A task for a worker process (module level, so a spawned process can import it): what that process runs with."""
-    import torch
-
     seen = {"pid": os.getpid(), "omp": os.environ.get("OMP_NUM_THREADS"), "tqdm": os.environ.get("TQDM_DISABLE"),
             "torch_threads": torch.get_num_threads()}
     (Path(folder) / f"{os.getpid()}-{len(list(Path(folder).iterdir()))}.json").write_text(json.dumps(seen))
@@ -190,8 +192,6 @@ def test_worker_processes_run_with_their_threads_and_no_bars_and_failures_come_b
     ("3", True, 16, 3),      # PREFBENCH_WORKERS says
 ])
 def test_local_workers_by_default(variable, cuda, threads, workers, tmp_path, monkeypatch):
-    import torch
-
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     if variable is None:

@@ -85,8 +85,12 @@ def run_job(job: TrainJob) -> str:
     level = log.level
     log.addHandler(handler)
     log.setLevel(logging.INFO)
-    # unix times, so that the logs of two jobs show whether they ran at the same time
-    log.info("job %s: started at %.3f in process %d on %s", job.name, time.time(), os.getpid(), socket.gethostname())
+    # unix times, so that the logs of two jobs show whether they ran at the same time; the thread count, since sums
+    # split over another number of threads round differently
+    import torch
+
+    log.info("job %s: started at %.3f in process %d on %s, torch threads: %d", job.name, time.time(), os.getpid(),
+             socket.gethostname(), torch.get_num_threads())
     try:
         out = train_objective(job.settings, job.spec)
         log.info("job %s: ended at %.3f", job.name, time.time())
