@@ -60,8 +60,8 @@ def main() -> None:
                          "steps_per_s"),
             "decoding": ([str(HERE / "generation.py"), "--setting", "prefbench bfloat16 x128", "--prompts",
                           str(args.prompts)], "answers_per_s")}
-    ways = {f"1 process x {threads} threads": (1, threads), f"2 processes x {max(1, threads // 2)} threads": (2, max(
-        1, threads // 2))}
+    half = max(1, threads // 2)
+    ways = {f"1 process x {threads} threads": (1, threads), f"2 processes x {half} threads": (2, half)}
     print(f"{threads} threads; each way's work per second, summed over its processes, per round")
     for name, (command, key) in work.items():
         seen: dict[str, list[float]] = {way: [] for way in ways}

@@ -105,12 +105,14 @@ def default_workers() -> int:
     ``PREFBENCH_WORKERS`` if set; else two on a machine without a GPU where torch runs two or more threads (one
     process keeps two threads only partly busy with a small model), else one."""
     from prefbench.util.errors import ConfigError
+    from prefbench.util.settings import positive_int
 
     text = os.environ.get(WORKERS_VARIABLE, "")
     if text:
-        if not text.isdigit() or int(text) < 1:
-            raise ConfigError(f"{WORKERS_VARIABLE}={text}: expected a whole number of at least 1")
-        return int(text)
+        try:
+            return positive_int(text)
+        except ValueError:
+            raise ConfigError(f"{WORKERS_VARIABLE}={text}: expected a whole number of at least 1") from None
     return 2 if not torch.cuda.is_available() and torch.get_num_threads() >= 2 else 1
 
 

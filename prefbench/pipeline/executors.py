@@ -42,18 +42,12 @@ from prefbench.engine.config import ConfigError, TrainConfig, TrainingError
 from prefbench.engine.models import WORKERS_VARIABLE, default_workers, threads_per_worker
 from prefbench.pipeline.rounds import train_objective
 from prefbench.util.processes import Task, run_in_processes
+from prefbench.util.settings import positive_int
 
 log = logging.getLogger("prefbench")
 
 JOB_LOG = "job.log"
 _FAILED = ": failed: "     # the line of a job's log that says why it failed (read back by the driver)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
 
 
 def _driver_environment() -> dict[str, str]:
@@ -167,7 +161,7 @@ class LocalExecutor(_SubmittingExecutor):
 
     name = "local"
     module = None
-    options = {"workers": (_positive, ("jobs at a time, each in a process of its own with an equal share of the "
+    options = {"workers": (positive_int, ("jobs at a time, each in a process of its own with an equal share of the "
                                        "cores; 1: one after the other in this process (default: 2 without a GPU where "
                                        f"torch runs 2 or more threads, else 1; {WORKERS_VARIABLE} sets the default)"))}
 

@@ -124,3 +124,11 @@ def typed(value: Any, default: Any, where: str, error: type[Exception] = ConfigE
         hint = quoted_number_hint(value) if numeric and isinstance(value, str) else ""
         raise error(f"{where}: expected {wanted}, got {value!r}{hint}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """``text`` as a whole number of at least 1 (a count of workers, say), else ValueError."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
